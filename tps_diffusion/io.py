@@ -1,0 +1,56 @@
+"""Safe file output: every result is written to a temporary file and renamed into place.
+
+A crash therefore never leaves a half-written trajectory, checkpoint or JSON file, and an
+existing file is only replaced when the caller asks for it (``overwrite=True``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+
+def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Return ``path`` as a Path; raise if it exists and ``overwrite`` is False."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} already exists; pass overwrite=True (CLI: --overwrite) or choose another path")
+    return path
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; on success rename it onto ``path``.
+
+    The temporary name keeps the suffix of ``path`` so that writers that dispatch on the
+    extension (mdtraj, matplotlib) behave as for the final name. On error the temporary file
+    is removed and ``path`` is untouched.
+    """
+    path = check_writable(path, overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    os.unlink(tmp)  # writers such as mdtraj refuse to write onto an existing file
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text(path: str | os.PathLike, text: str, overwrite: bool = False) -> Path:
+    """Atomically write ``text`` to ``path``."""
+    with atomic_path(path, overwrite) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(path: str | os.PathLike, obj: Any, overwrite: bool = False) -> Path:
+    """Atomically write ``obj`` as indented JSON to ``path``."""
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n", overwrite)
