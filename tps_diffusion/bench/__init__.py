@@ -1,0 +1,1 @@
+"""Benchmarks run by ``tps-diffusion bench NAME``; each writes a JSON of measured figures."""

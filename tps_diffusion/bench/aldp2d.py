@@ -1,0 +1,181 @@
+"""The paper's Table 1: transition paths on the 2-D alanine dipeptide (phi, psi) surface.
+
+Pipeline: Langevin training data on the surface (kT = 1) -> denoiser -> geodesics in three
+modes -> annealed Langevin paths -> MaxEnergy, hit rate, cost. See SPEC §4.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..data import Normalizer
+from ..device import resolve_device
+from ..geodesic import GeodesicConfig, optimise_geodesic
+from ..io import atomic_path, check_writable, write_json
+from ..metrics import hit_rate, minimax_bound, periodic_distance
+from ..model import DenoiserConfig
+from ..potentials import load_aldp_surface
+from ..sampler import annealed_langevin, langevin, tilt_schedule
+from ..training import TrainConfig, train, versions
+
+X_START = (-2.55, 2.70)
+X_END = (0.95, -0.40)
+FORBIDDEN = (4.0, -0.8, -0.1)  # z* = (log-SNR, phi, psi)
+
+
+@dataclass
+class Recipe:
+    """Every setting of the benchmark (written to the JSON)."""
+
+    n_chains: int = 1000
+    chain_steps: int = 4000
+    chain_ds: float = 1e-3
+    chain_burn_in: int = 500
+    chain_record_every: int = 10
+    train_steps: int = 20_000
+    batch_size: int = 1024
+    hidden: int = 256
+    depth: int = 4
+    geodesic_steps: int = 600
+    n_points: int = 128
+    steps_per_point: int = 128
+    ds_unconstrained: float = 4e-4
+    ds_constrained: float = 1e-4
+    lam_end: float = 4.0
+    rho_var: float = 1.0
+    avoid_rho_var: float = -2.0
+    rho_kl: float = 3.0
+    region_radius: float = 0.5  # rad, the forbidden region around z*'s (phi, psi) for frac_frames_in_region
+    hit_radius: float = 0.75
+    n_paths: int = 1000
+
+    @classmethod
+    def quick(cls) -> "Recipe":
+        return cls(n_chains=200, chain_steps=1500, chain_burn_in=300, train_steps=1500, hidden=128, depth=3,
+                   geodesic_steps=100, n_points=32, steps_per_point=32, n_paths=100)
+
+
+def training_data(U, recipe: Recipe, seed: int) -> tuple[np.ndarray, int]:
+    """Langevin chains at kT = 1 started in both endpoint basins, wrapped to [-pi, pi).
+
+    Returns samples ``(n, 2)`` and the number of energy evaluations.
+    """
+    starts = torch.tensor([X_START, X_END], dtype=torch.float64).repeat_interleave(recipe.n_chains // 2, 0)
+    y, _ = langevin(U, starts, recipe.chain_burn_in, recipe.chain_ds, seed=seed)
+    _, frames = langevin(U, y, recipe.chain_steps - recipe.chain_burn_in, recipe.chain_ds, seed=seed + 1,
+                         record_every=recipe.chain_record_every)
+    samples = (frames.reshape(-1, 2).numpy() + math.pi) % (2 * math.pi) - math.pi
+    return samples, len(starts) * recipe.chain_steps
+
+
+def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool = False, device: str = "auto",
+        overwrite: bool = False, progress: bool = True) -> dict:
+    """Run the whole benchmark; write ``out`` (JSON) and one PNG per mode next to it."""
+    out = check_writable(out, overwrite)
+    recipe = Recipe.quick() if quick else Recipe()
+    if n_paths is not None:
+        recipe.n_paths = n_paths
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    U = load_aldp_surface()
+
+    t0 = time.perf_counter()
+    samples, data_evals = training_data(U, recipe, seed)
+    data_seconds = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    model = train(
+        samples,
+        DenoiserConfig(dim=2, periodic=[True, True], sigma_data=float(samples.std()), hidden=recipe.hidden, depth=recipe.depth),
+        TrainConfig(steps=recipe.train_steps, batch_size=recipe.batch_size, seed=seed),
+        normalizer=Normalizer.identity(2),  # raw angles, as the paper (lam_end = 4 on radians)
+        device=dev, progress=progress,
+    )
+    training_seconds = time.perf_counter() - t0
+
+    x_a, x_b = torch.tensor(X_START), torch.tensor(X_END)
+    modes = {
+        "unconstrained": (GeodesicConfig(mode="unconstrained"), recipe.ds_unconstrained),
+        "low_variance": (GeodesicConfig(mode="low_variance", rho_var=recipe.rho_var), recipe.ds_constrained),
+        "avoid": (GeodesicConfig(mode="avoid", rho_var=recipe.avoid_rho_var, rho_kl=recipe.rho_kl), recipe.ds_constrained),
+    }
+    U_dev = U.to(dev)
+    results = {}
+    for i, (mode, (gcfg, ds)) in enumerate(modes.items()):
+        gcfg.steps, gcfg.n_points, gcfg.lam_end, gcfg.seed = recipe.geodesic_steps, recipe.n_points, recipe.lam_end, seed
+        geo = optimise_geodesic(model.denoiser, x_a.to(dev), x_b.to(dev), gcfg,
+                                avoid=torch.tensor(FORBIDDEN, device=dev), progress=progress)
+        centres, stiffness = tilt_schedule(geo.curve[0], model.normalizer)
+        sample = annealed_langevin(U_dev, centres, stiffness, x_a, recipe.n_paths, recipe.steps_per_point, ds,
+                                   seed=seed + 100 + i, device=dev, progress=progress)
+        paths, energies = sample.paths.cpu().numpy(), sample.energies.cpu().numpy()
+        max_e = energies.max(1)
+        entry = {
+            "max_energy_mean": float(max_e.mean()),
+            "max_energy_std": float(max_e.std()),
+            "hit_rate": hit_rate(paths[:, -1], np.array(X_END), recipe.hit_radius),
+            "n_paths": recipe.n_paths,
+            "energy_evals_sampling": sample.energy_evals,
+            "energy_evals_training_data": data_evals,
+            "training_seconds": training_seconds,
+            "geodesic_seconds": geo.seconds,
+            "sampling_seconds": sample.seconds,
+            "min_lambda": float(geo.min_lambda.item()),
+            "curve_energy": float(geo.energy.item()),
+            "curve_length": float(geo.length.item()),
+            "geodesic_steps": geo.steps_done,
+            "ds": ds,
+        }
+        if geo.message:
+            entry["geodesic_message"] = geo.message
+        in_region = periodic_distance(paths, np.array(FORBIDDEN[1:])) < recipe.region_radius
+        entry["frac_frames_in_region"] = float(in_region.mean())
+        if mode == "avoid":
+            entry["min_kl_nats"] = float(geo.kl.min().item())
+        results[mode] = entry
+        _plot(U, geo, paths, mode, out.with_name(f"{out.stem}_{mode}.png"), recipe, overwrite)
+
+    report = {
+        "benchmark": "aldp2d",
+        "lower_bound": minimax_bound(U.grid_values, np.array(X_START), np.array(X_END)),
+        "modes": results,
+        "training_data_seconds": data_seconds,
+        "recipe": asdict(recipe),
+        "seed": seed,
+        "quick": quick,
+        "machine": {"device": str(dev), "cpu_count": torch.get_num_threads(), "processor": platform.processor() or platform.machine(),
+                    "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None},
+        "versions": versions(),
+    }
+    write_json(out, report, overwrite)
+    return report
+
+
+def _plot(U, geo, paths: np.ndarray, mode: str, path: Path, recipe: Recipe, overwrite: bool) -> None:
+    import matplotlib.pyplot as plt
+
+    from ..plotting import plot_log_snr, plot_paths, plot_surface
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    plot_surface(U.grid_values, U.grid_axes, ax=ax1, vmax=60.0, label="U (kT)")
+    plot_paths(paths, ax=ax1, n_show=30)
+    trace = geo.curve[0, :, 1:].cpu().numpy()
+    ax1.plot(*((trace + math.pi) % (2 * math.pi) - math.pi).T, "r.", ms=2, label="geodesic x(s)")
+    if mode == "avoid":
+        ax1.add_patch(plt.Circle(FORBIDDEN[1:], recipe.region_radius, color="r", fill=False, ls="--"))
+    ax1.set(xlabel="phi (rad)", ylabel="psi (rad)", title=f"aldp2d, {mode}")
+    ax1.legend(loc="lower left", fontsize=7)
+    threshold = {"low_variance": recipe.rho_var, "avoid": recipe.avoid_rho_var}.get(mode)
+    plot_log_snr(geo.lam[0].cpu().numpy(), ax=ax2, threshold=threshold)
+    ax2.set_title("log-SNR along the geodesic")
+    fig.tight_layout()
+    with atomic_path(path, overwrite) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
