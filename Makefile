@@ -1,0 +1,19 @@
+# Two entry points for a fresh machine (see README): `make demo` and `make test`.
+PYTHON ?= python3
+PIP = $(PYTHON) -m pip
+
+.PHONY: install install-test demo test
+
+install:
+	$(PIP) install --quiet torch==2.13.0
+	$(PIP) install --quiet -e .
+
+install-test: install
+	$(PIP) install --quiet -e ".[test]"
+	$(PYTHON) -m tps_diffusion.ani --install
+
+demo: install
+	tps-diffusion bench aldp2d --quick --out runs/demo/aldp2d.json --overwrite
+
+test: install-test
+	$(PYTHON) -m pytest -q -p no:cacheprovider
