@@ -13,9 +13,17 @@ from tps_diffusion.schedule import alpha_sigma
 
 from conftest import GaussianDenoiser
 
-torch.set_default_dtype(torch.float64)
 DIM = 3
-MEAN = torch.tensor([0.3, -0.5, 1.0])
+MEAN = torch.tensor([0.3, -0.5, 1.0], dtype=torch.float64)
+
+
+@pytest.fixture(autouse=True)
+def float64_default():
+    """These checks compare against closed forms, so they run in float64 (restored afterwards)."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
 S = 0.7
 
 

@@ -41,16 +41,19 @@ class GeodesicConfig:
     steps: int = 1000
     lr: float = 0.05
     rho_var: float = 0.0
-    w_var: float = 1000.0
+    w_var: float = 1e4
     rho_kl: float = 3.0
-    w_kl: float = 1000.0
+    w_kl: float = 1e4
     sharpness: float = 4.0  # softplus(beta * u) / beta: how hard the constraints are
+    margin: float = 0.5  # the hinges act from threshold + margin, so the optimum stays inside
     n_probes: int | None = None  # None: exact divergence; int: Hutchinson probes per step
     seed: int = 0
 
     def __post_init__(self):
         if self.mode not in MODES:
             raise ValueError(f"unknown geodesic mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        if self.mode != "unconstrained" and self.rho_var > self.lam_end:
+            raise ValueError(f"rho_var={self.rho_var} is above lam_end={self.lam_end}, so the endpoints violate it; lower rho_var or raise lam_end")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -127,10 +130,10 @@ def optimise_geodesic(
         loss = energy
         kl = None
         if cfg.mode in ("low_variance", "avoid"):
-            loss = loss + cfg.w_var * _soft_hinge(cfg.rho_var - z[..., 0], cfg.sharpness).mean(-1)
+            loss = loss + cfg.w_var * _soft_hinge(cfg.rho_var + cfg.margin - z[..., 0], cfg.sharpness).mean(-1)
         if cfg.mode == "avoid":
             kl = kl_from_reference(eta, mu, mu_ref, kl_start)
-            loss = loss + cfg.w_kl * _soft_hinge(cfg.rho_kl - kl, cfg.sharpness).mean(-1)
+            loss = loss + cfg.w_kl * _soft_hinge(cfg.rho_kl + cfg.margin - kl, cfg.sharpness).mean(-1)
         return loss, energy, eta, mu, kl
 
     history: list[float] = []

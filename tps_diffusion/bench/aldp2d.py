@@ -28,6 +28,8 @@ from ..training import TrainConfig, train, versions
 X_START = (-2.55, 2.70)
 X_END = (0.95, -0.40)
 FORBIDDEN = (4.0, -0.8, -0.1)  # z* = (log-SNR, phi, psi)
+# The forbidden region: two posterior standard deviations (sigma / alpha = exp(-lam / 2)) around z*.
+REGION_RADIUS = 2.0 * math.exp(-FORBIDDEN[0] / 2)
 
 
 @dataclass
@@ -39,7 +41,7 @@ class Recipe:
     chain_ds: float = 1e-3
     chain_burn_in: int = 500
     chain_record_every: int = 10
-    train_steps: int = 20_000
+    train_steps: int = 6000
     batch_size: int = 1024
     hidden: int = 256
     depth: int = 4
@@ -49,10 +51,9 @@ class Recipe:
     ds_unconstrained: float = 4e-4
     ds_constrained: float = 1e-4
     lam_end: float = 4.0
-    rho_var: float = 1.0
-    avoid_rho_var: float = -2.0
-    rho_kl: float = 3.0
-    region_radius: float = 0.5  # rad, the forbidden region around z*'s (phi, psi) for frac_frames_in_region
+    rho_var: float = 2.0
+    avoid_rho_var: float = 3.5
+    rho_kl: float = 20.0  # nats
     hit_radius: float = 0.75
     n_paths: int = 1000
 
@@ -86,7 +87,7 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
     torch.manual_seed(seed)
     U = load_aldp_surface()
 
-    t0 = time.perf_counter()
+    t_start = t0 = time.perf_counter()
     samples, data_evals = training_data(U, recipe, seed)
     data_seconds = time.perf_counter() - t0
 
@@ -135,8 +136,10 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
         }
         if geo.message:
             entry["geodesic_message"] = geo.message
-        in_region = periodic_distance(paths, np.array(FORBIDDEN[1:])) < recipe.region_radius
-        entry["frac_frames_in_region"] = float(in_region.mean())
+        dist = periodic_distance(paths, np.array(FORBIDDEN[1:]))
+        entry["frac_frames_in_region"] = float((dist < REGION_RADIUS).mean())
+        entry["frac_paths_through_region"] = float((dist < REGION_RADIUS).any(1).mean())
+        entry["frac_frames_within_0.5rad"] = float((dist < 0.5).mean())
         if mode == "avoid":
             entry["min_kl_nats"] = float(geo.kl.min().item())
         results[mode] = entry
@@ -145,8 +148,11 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
     report = {
         "benchmark": "aldp2d",
         "lower_bound": minimax_bound(U.grid_values, np.array(X_START), np.array(X_END)),
+        "forbidden_point": FORBIDDEN,
+        "region_radius_rad": REGION_RADIUS,
         "modes": results,
         "training_data_seconds": data_seconds,
+        "total_seconds": time.perf_counter() - t_start,
         "recipe": asdict(recipe),
         "seed": seed,
         "quick": quick,
@@ -169,7 +175,7 @@ def _plot(U, geo, paths: np.ndarray, mode: str, path: Path, recipe: Recipe, over
     trace = geo.curve[0, :, 1:].cpu().numpy()
     ax1.plot(*((trace + math.pi) % (2 * math.pi) - math.pi).T, "r.", ms=2, label="geodesic x(s)")
     if mode == "avoid":
-        ax1.add_patch(plt.Circle(FORBIDDEN[1:], recipe.region_radius, color="r", fill=False, ls="--"))
+        ax1.add_patch(plt.Circle(FORBIDDEN[1:], REGION_RADIUS, color="r", fill=False, ls="--"))
     ax1.set(xlabel="phi (rad)", ylabel="psi (rad)", title=f"aldp2d, {mode}")
     ax1.legend(loc="lower left", fontsize=7)
     threshold = {"low_variance": recipe.rho_var, "avoid": recipe.avoid_rho_var}.get(mode)
