@@ -47,6 +47,7 @@ class GeodesicConfig:
     sharpness: float = 4.0  # softplus(beta * u) / beta: how hard the constraints are
     margin: float = 0.5  # the hinges act from threshold + margin, so the optimum stays inside
     n_probes: int | None = None  # None: exact divergence; int: Hutchinson probes per step
+    tol: float = 1e-5  # exact divergence only: stop when the loss improved by < tol (relative) over 50 steps
     seed: int = 0
 
     def __post_init__(self):
@@ -157,6 +158,10 @@ def optimise_geodesic(
         opt.step()
         if step % 50 == 0:
             bar.set_postfix(loss=f"{history[-1]:.3f}")
+            converged = step >= 100 and history[-51] - history[-1] < cfg.tol * abs(history[-1])
+            if converged and cfg.n_probes is None:  # a Hutchinson loss is too noisy for this test
+                step += 1
+                break
     else:
         step = cfg.steps
     bar.close()
