@@ -21,4 +21,4 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
 
 
 def test_there_are_notebooks():
-    assert {p.stem for p in NOTEBOOKS} >= {"quickstart_2d"}
+    assert {p.stem for p in NOTEBOOKS} >= {"quickstart_2d", "alanine_dipeptide"}

@@ -20,6 +20,8 @@ from typing import Sequence
 import mdtraj
 import numpy as np
 
+from .data import Normalizer
+
 __all__ = ["kabsch_rotation", "superpose", "CartesianFeaturizer"]
 
 
@@ -172,6 +174,18 @@ class CartesianFeaturizer:
 
     def fit_transform(self, traj) -> np.ndarray:
         return self.fit(traj).transform(traj)
+
+    @property
+    def normalizer(self):
+        """The feature scaling as a :class:`tps_diffusion.data.Normalizer` on flattened aligned nm.
+
+        ``normalizer.forward(align(x).reshape(n, -1)) == transform(x)`` and
+        ``normalizer.inverse(features) == inverse(features).reshape(n, -1)``; derived from
+        ``mean``/``scale`` (the single source of truth), so a model trained on these features
+        keeps an identity normaliser of its own.
+        """
+        self._require_fit()
+        return Normalizer(self.mean.reshape(-1).copy(), float(self.scale))
 
     def inverse(self, x) -> np.ndarray:
         """Positions ``(n, n_sel, 3)`` nm in the aligned frame from features ``(n, 3*n_sel)`` (or ``(3*n_sel,)``)."""

@@ -31,10 +31,12 @@ import mdtraj
 import numpy as np
 import openmm
 import openmm.unit as unit
+import torch
 
 from .featurize import CartesianFeaturizer, superpose
 from .md import _mp_context, _platform_properties, _value, spawn_seeds, start_array
 from .molecule import MolecularSystem, _strip
+from .sampler import tilt_schedule as model_tilt_schedule
 
 __all__ = ["PathSet", "sample_paths", "tilt_energy", "tilt_schedule", "add_restraint", "RESTRAINT_K"]
 
@@ -63,15 +65,16 @@ def tilt_schedule(featurizer: CartesianFeaturizer, x_features, lam, kT: float) -
     coordinates; ``lam`` ``(N,)`` their log-SNR; ``kT`` in kJ/mol. Returns
     ``targets = featurizer.inverse(x_n / alpha_n)`` ``(N, n_sel, 3)`` and
     ``stiffness = kT * exp(lam) / scale^2`` ``(N,)`` (SPEC section 3 after undoing the scaling).
+    The same formula as :func:`tps_diffusion.sampler.tilt_schedule` (which it calls) with the
+    featurizer's scaling as the normaliser and the energy in kJ/mol instead of kT.
     """
     x = np.asarray(x_features, dtype=np.float64)
     lam = np.asarray(lam, dtype=np.float64).reshape(-1)
     if x.ndim != 2 or x.shape[0] != lam.shape[0]:
         raise ValueError(f"x_features must be (N, n_features) with N = len(lam); got {x.shape} and {lam.shape}")
-    alpha = np.sqrt(1.0 / (1.0 + np.exp(-lam)))
-    targets = featurizer.inverse(x / alpha[:, None])
-    stiffness = kT * np.exp(lam) / featurizer.scale**2
-    return targets, stiffness
+    curve = torch.as_tensor(np.concatenate([lam[:, None], x], axis=1), dtype=torch.float64)
+    centres, k = model_tilt_schedule(curve, featurizer.normalizer)  # nm (flattened), 1/nm^2
+    return centres.numpy().reshape(len(lam), featurizer.n_selected, 3), kT * k.numpy()
 
 
 def add_restraint(system: openmm.System, atom_indices: Sequence[int]) -> tuple[openmm.CustomExternalForce, int]:
