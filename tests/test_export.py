@@ -8,7 +8,7 @@ import openmm
 import openmm.app as app
 import pytest
 
-from tps_diffusion.export import load_trajectory, openmm_positions, read_state_xml, write_state_xml, write_trajectory
+from tps_diffusion.export import load_trajectory, openmm_positions, write_trajectory
 from tps_diffusion.featurize import CartesianFeaturizer
 from tps_diffusion.molecule import alanine_dipeptide
 from tps_diffusion.openmm_sampler import sample_paths
@@ -81,19 +81,11 @@ def test_load_errors(aldp, traj, tmp_path):
         load_trajectory(tmp_path / "none.h5")
 
 
-def test_openmm_positions_and_state_xml(aldp, traj, tmp_path):
+def test_openmm_positions_set_a_simulation(aldp, traj):
     sim = app.Simulation(aldp.topology, aldp.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
     sim.context.setPositions(openmm_positions(traj, 1))
     e = sim.context.getState(getEnergy=True).getPotentialEnergy()._value
     assert e == pytest.approx(aldp.potential_energy(traj)[1], abs=1e-6)
-    path = write_state_xml(aldp, traj, 2, tmp_path / "state.xml")
-    state = read_state_xml(path)
-    np.testing.assert_allclose(state.getPositions(asNumpy=True)._value, traj.xyz[2], atol=1e-7)
-    assert state.getPotentialEnergy()._value == pytest.approx(aldp.potential_energy(traj)[2], abs=1e-6)
-    sim.loadState(str(path))
-    assert sim.context.getState(getEnergy=True).getPotentialEnergy()._value == pytest.approx(state.getPotentialEnergy()._value)
-    with pytest.raises(FileExistsError):
-        write_state_xml(aldp, traj, 0, path)
 
 
 def test_sampler_energies_survive_export(aldp, tmp_path):

@@ -16,7 +16,7 @@ import numpy as np
 import openmm
 import openmm.unit as unit
 
-from .io import atomic_path, check_writable, write_text
+from .io import atomic_path, check_writable
 from .molecule import MolecularSystem, as_positions
 
 __all__ = [
@@ -25,8 +25,6 @@ __all__ = [
     "load_trajectory",
     "as_md_topology",
     "openmm_positions",
-    "write_state_xml",
-    "read_state_xml",
 ]
 
 WRITE_FORMATS = (".dcd", ".xtc", ".pdb", ".h5")
@@ -158,39 +156,3 @@ def openmm_positions(traj, frame: int = 0) -> unit.Quantity:
     if not -len(xyz) <= frame < len(xyz):
         raise IndexError(f"frame {frame} out of range for {len(xyz)} frames")
     return [openmm.Vec3(*map(float, r)) for r in xyz[frame]] * unit.nanometer
-
-
-def write_state_xml(system, traj, frame: int, path: str | os.PathLike, overwrite: bool = False,
-                    velocities=None) -> Path:
-    """Write an OpenMM State XML (positions, energy, forces; optional velocities in nm/ps) of
-    ``frame`` of ``traj``, via ``XmlSerializer``, atomically.
-
-    ``system``: a MolecularSystem or an ``openmm.System``. The file can be loaded with
-    ``simulation.loadState(path)`` or :func:`read_state_xml`.
-    """
-    osys = system.system if isinstance(system, MolecularSystem) else system
-    if not isinstance(osys, openmm.System):
-        raise TypeError(f"expected a MolecularSystem or openmm.System, got {type(system).__name__}")
-    xyz = as_positions(traj, osys.getNumParticles())
-    check_writable(path, overwrite)
-    ctx = openmm.Context(osys, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
-    if isinstance(traj, mdtraj.Trajectory) and traj.unitcell_vectors is not None:
-        ctx.setPeriodicBoxVectors(*[openmm.Vec3(*map(float, v)) for v in traj.unitcell_vectors[frame]])
-    ctx.setPositions(openmm_positions(xyz, frame))
-    if velocities is not None:
-        v = np.asarray(_v(velocities), dtype=float).reshape(osys.getNumParticles(), 3)
-        ctx.setVelocities(v)
-    state = ctx.getState(getPositions=True, getVelocities=True, getEnergy=True, getForces=True)
-    return write_text(path, openmm.XmlSerializer.serialize(state), overwrite)
-
-
-def _v(velocities):
-    return velocities.value_in_unit(unit.nanometer / unit.picosecond) if unit.is_quantity(velocities) else velocities
-
-
-def read_state_xml(path: str | os.PathLike) -> openmm.State:
-    """Deserialize an OpenMM State XML file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"state file not found: {path}")
-    return openmm.XmlSerializer.deserialize(path.read_text())
