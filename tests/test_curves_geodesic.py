@@ -1,6 +1,5 @@
 """Spline curves and geodesic optimisation (on Gaussian-mixture data with a closed-form denoiser)."""
 
-import warnings
 
 import numpy as np
 import pytest

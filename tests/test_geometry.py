@@ -153,3 +153,17 @@ def test_natural_params_formula():
     eta = natural_params(z)
     torch.testing.assert_close(eta[0, :3], alpha[0] / sigma[0] ** 2 * z[0, 1:])
     torch.testing.assert_close(eta[0, 3], -alpha[0] ** 2 / (2 * sigma[0] ** 2))
+
+
+def test_chunked_energy_and_grad_equals_one_pass():
+    from tps_diffusion.geometry import curve_energy_and_grad
+
+    net = random_mlp()
+    z = torch.stack([smooth_curve(16), smooth_curve(16, warp=lambda s: s**2), smooth_curve(16, warp=lambda s: s**0.5)])
+    e1, g1 = curve_energy_and_grad(net, z, chunk=3)
+    e2, g2 = curve_energy_and_grad(net, z, chunk=1)
+    zz = z.clone().requires_grad_(True)
+    (g_ref,) = torch.autograd.grad(curve_energy(natural_params(zz), expectation_params(net, zz)).sum(), zz)
+    torch.testing.assert_close(g1, g_ref)
+    torch.testing.assert_close(g2, g_ref)
+    torch.testing.assert_close(e1, e2)

@@ -1,6 +1,5 @@
 """Annealed Langevin in torch against Ornstein-Uhlenbeck statistics and its own bookkeeping."""
 
-import math
 
 import numpy as np
 import torch

@@ -24,8 +24,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from .curves import SpacetimeSpline
-from .geometry import (Denoiser, curve_energy, curve_length, expectation_params, kl_from_reference, kl_to_point,
-                       natural_params, rademacher)
+from .geometry import (Denoiser, curve_energy, curve_length, curves_per_pass, expectation_params, kl_from_reference,
+                       kl_to_point, natural_params, rademacher)
 
 MODES = ("unconstrained", "low_variance", "avoid")
 
@@ -125,7 +125,8 @@ def optimise_geodesic(
         mu_ref = expectation_params(denoiser, z_ref[None], probes())[0].detach()
         kl_start = kl_to_point(denoiser, z_ref, spline.start, probes=probes()).detach()[:, None]
 
-    def evaluate(z: Tensor, pr: Tensor | None):
+    def evaluate(z: Tensor, pr: Tensor | None, curves: slice):
+        """Loss (per curve), energy, eta, mu and KL of the curves ``z`` = curves[curves]."""
         eta, mu = natural_params(z), expectation_params(denoiser, z, pr)
         energy = curve_energy(eta, mu)
         loss = energy
@@ -133,7 +134,7 @@ def optimise_geodesic(
         if cfg.mode in ("low_variance", "avoid"):
             loss = loss + cfg.w_var * _soft_hinge(cfg.rho_var + cfg.margin - z[..., 0], cfg.sharpness).mean(-1)
         if cfg.mode == "avoid":
-            kl = kl_from_reference(eta, mu, mu_ref, kl_start)
+            kl = kl_from_reference(eta, mu, mu_ref, kl_start[curves])
             loss = loss + cfg.w_kl * _soft_hinge(cfg.rho_kl + cfg.margin - kl, cfg.sharpness).mean(-1)
         return loss, energy, eta, mu, kl
 
@@ -143,10 +144,24 @@ def optimise_geodesic(
     t0 = time.perf_counter()
     bar = tqdm(range(cfg.steps), desc=f"geodesic ({cfg.mode})", disable=not progress, mininterval=1.0)
     step = 0
+    n_curves = spline.nodes.shape[0]
+    chunk = curves_per_pass(spline.nodes.device, n_curves)
     for step in bar:
-        loss = evaluate(spline(cfg.n_points), probes())[0].sum()
+        # the curves are independent: one backward pass per chunk of curves (see curves_per_pass),
+        # then the spline's own (linear) backward; gradients w.r.t. the curve only, never the model
+        z = spline(cfg.n_points)
+        z_free = z.detach()
+        grad = torch.zeros_like(z_free)
+        pr = probes()
+        loss = torch.zeros((), dtype=dtype, device=device)
+        for i in range(0, n_curves, chunk):
+            part = slice(i, i + chunk)
+            zc = z_free[part].requires_grad_(True)
+            loss_c = evaluate(zc, pr, part)[0].sum()
+            (grad[part],) = torch.autograd.grad(loss_c, zc)
+            loss = loss + loss_c.detach()
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        z.backward(grad)
         if not torch.isfinite(loss) or not torch.isfinite(spline.nodes.grad).all():
             message = f"geodesic optimisation stopped at step {step}: non-finite loss or gradient (model output NaN/inf); returned the curve of step {step - 1}"
             warnings.warn(message, RuntimeWarning, stacklevel=2)
@@ -169,7 +184,7 @@ def optimise_geodesic(
 
     z = spline(cfg.n_points).detach()
     with torch.enable_grad():  # the divergence needs forward-mode AD through the network
-        _, energy, eta, mu, kl = evaluate(z, probes())
+        _, energy, eta, mu, kl = evaluate(z, probes(), slice(None))
     return Geodesic(curve=z, energy=energy.detach(), length=curve_length(eta, mu).detach(), config=cfg,
                     kl=None if kl is None else kl.detach(), history=history, steps_done=step,
                     seconds=seconds, message=message)

@@ -97,6 +97,32 @@ def curve_energy(eta: Tensor, mu: Tensor) -> Tensor:
     return 0.5 * (n - 1) * neighbour_kl(eta, mu).sum(-1)
 
 
+def curves_per_pass(device: torch.device, n_curves: int) -> int:
+    """How many curves one forward/backward pass should hold: all of them on a GPU; 16 on a
+    CPU, where one huge autograd graph is slower than several small ones (memory traffic)."""
+    return n_curves if device.type == "cuda" else min(n_curves, 16)
+
+
+def curve_energy_and_grad(
+    denoiser: Denoiser, z: Tensor, probes: Tensor | None = None, chunk: int | None = None
+) -> tuple[Tensor, Tensor]:
+    """Energies ``(B,)`` and gradients ``dE/dz (B, N, 1 + D)`` of B curves ``z (B, N, 1 + D)``.
+
+    The curves are independent, so they are processed ``chunk`` at a time (default:
+    :func:`curves_per_pass`) with one backward pass each; the result equals one batched pass.
+    """
+    step = chunk or curves_per_pass(z.device, z.shape[0])
+    energies, grads = [], []
+    for i in range(0, z.shape[0], step):
+        zc = z[i : i + step].detach().requires_grad_(True)
+        with torch.enable_grad():
+            e = curve_energy(natural_params(zc), expectation_params(denoiser, zc, probes))
+            (g,) = torch.autograd.grad(e.sum(), zc)
+        energies.append(e.detach())
+        grads.append(g)
+    return torch.cat(energies), torch.cat(grads)
+
+
 def curve_length(eta: Tensor, mu: Tensor) -> Tensor:
     """Curve length ``sum_n sqrt(max(0, d_eta . d_mu))`` (the Diffusion Edit Distance), ``(...)``."""
     return neighbour_kl(eta, mu).clamp_min(0.0).sqrt().sum(-1)

@@ -16,7 +16,6 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import torch
 from torch import Tensor
 from tqdm.auto import tqdm

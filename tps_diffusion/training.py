@@ -80,7 +80,7 @@ class DiffusionModel:
         ckpt = _read_checkpoint(path)
         denoiser = Denoiser(DenoiserConfig(**_tuplify(ckpt["model_config"])))
         denoiser.load_state_dict(ckpt["ema_state"])
-        denoiser.to(resolve_device(device)).eval()
+        denoiser.to(resolve_device(device)).eval().requires_grad_(False)
         return cls(denoiser, Normalizer.from_dict(ckpt["normalizer"]), TrainConfig(**ckpt["train_config"]),
                    ckpt.get("metadata", {}), ckpt.get("versions", {}))
 
