@@ -145,7 +145,7 @@ def optimise_geodesic(
     bar = tqdm(range(cfg.steps), desc=f"geodesic ({cfg.mode})", disable=not progress, mininterval=1.0)
     step = 0
     n_curves = spline.nodes.shape[0]
-    chunk = curves_per_pass(spline.nodes.device, n_curves)
+    chunk = curves_per_pass(spline.nodes.device, n_curves, cfg.n_points, cfg.n_probes or dim)
     for step in bar:
         # the curves are independent: one backward pass per chunk of curves (see curves_per_pass),
         # then the spline's own (linear) backward; gradients w.r.t. the curve only, never the model

@@ -97,10 +97,18 @@ def curve_energy(eta: Tensor, mu: Tensor) -> Tensor:
     return 0.5 * (n - 1) * neighbour_kl(eta, mu).sum(-1)
 
 
-def curves_per_pass(device: torch.device, n_curves: int) -> int:
-    """How many curves one forward/backward pass should hold: all of them on a GPU; 16 on a
-    CPU, where one huge autograd graph is slower than several small ones (memory traffic)."""
-    return n_curves if device.type == "cuda" else min(n_curves, 16)
+#: on a CPU, one autograd pass holds at most this many (curve point x JVP direction) pairs
+CPU_PASS_BUDGET = 2048
+
+
+def curves_per_pass(device: torch.device, n_curves: int, n_points: int, n_directions: int) -> int:
+    """How many curves one forward/backward pass should hold: all of them on a GPU; on a CPU as
+    many as fit :data:`CPU_PASS_BUDGET` JVP rows (``n_points * n_directions`` per curve, the
+    directions being the basis vectors or the Hutchinson probes), because one huge autograd
+    graph is slower there than several cache-sized ones."""
+    if device.type == "cuda":
+        return n_curves
+    return max(1, min(n_curves, CPU_PASS_BUDGET // (n_points * n_directions)))
 
 
 def curve_energy_and_grad(
@@ -111,7 +119,8 @@ def curve_energy_and_grad(
     The curves are independent, so they are processed ``chunk`` at a time (default:
     :func:`curves_per_pass`) with one backward pass each; the result equals one batched pass.
     """
-    step = chunk or curves_per_pass(z.device, z.shape[0])
+    n_dirs = z.shape[-1] - 1 if probes is None else probes.shape[0]
+    step = chunk or curves_per_pass(z.device, z.shape[0], z.shape[1], n_dirs)
     energies, grads = [], []
     for i in range(0, z.shape[0], step):
         zc = z[i : i + step].detach().requires_grad_(True)
