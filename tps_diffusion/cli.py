@@ -46,9 +46,9 @@ USER_ERRORS = (OSError, ValueError, RuntimeError, KeyError, IndexError, ImportEr
 
 #: library defaults quoted in --help (kept equal to pipeline.MOLECULAR_TRAINING / TrainConfig and
 #: pipeline.MOLECULAR_GEODESIC by tests/test_cli.py; the CLI passes nothing when an option is omitted)
-TRAIN_DEFAULTS = dict(steps=4000, batch_size=512, lr=2e-3, warmup=200, hidden=256, depth=4, lam_min=-10.0, lam_max=10.0,
-                      lam_sampling="uniform", checkpoint_every=1000)
-GEODESIC_DEFAULTS = dict(lam_end=4.0, n_points=64, n_nodes=8, steps=300, lr=0.05, rho_var=1.0, rho_kl=3.0)
+TRAIN_DEFAULTS = dict(steps=6000, batch_size=512, lr=2e-3, warmup=200, hidden=256, depth=4, lam_min=-10.0, lam_max=10.0,
+                      lam_sampling="importance", checkpoint_every=1000)
+GEODESIC_DEFAULTS = dict(lam_end=4.0, n_points=64, n_nodes=2, steps=300, lr=0.1, rho_var=1.0, rho_kl=150.0)
 
 
 # ---------------------------------------------------------------------------------------------

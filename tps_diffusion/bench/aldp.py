@@ -1,0 +1,437 @@
+"""All-atom alanine dipeptide C5 -> C7ax under the real force field (OpenMM), vacuum, 300 K.
+
+Pipeline (SPEC section 5, :mod:`tps_diffusion.pipeline`): plain MD started in the C5 and C7ax
+minima (basins only) -> Cartesian features (Kabsch-aligned, normalised heavy atoms) ->
+denoiser -> geodesic C5 -> C7ax in diffusion spacetime -> annealed Langevin under
+amber99sbildn with a harmonic restraint towards the geodesic's targets -> hit rate, MaxEnergy
+(raw force-field potential, kJ/mol, relative to the minimised C5 energy), where the paths cross
+phi = 0 or phi = pi, and the cost in energy evaluations.
+
+Main figures: the low-variance geodesic (log-SNR kept above ``rho_var`` = 1). Why not the
+unconstrained one: with basin-only data the unconstrained geodesic dips to log-SNR ~ -1 between
+the basins, where the targets ``x/alpha`` are blurred averages of C5 and C7ax (their phi runs
+through +-pi) and the restraint is soft (~400 kJ/mol/nm^2); the force field then picks the phi ~ 0
+route by itself, but the restraint stiffens again only near C7ax and drags the molecule over the
+barrier late, which costs ~45 kJ/mol of MaxEnergy over the low-variance paths and needs twice the
+steps per point (K = 32 vs 16) for >= 95 % hits. The low-variance geodesic keeps the posterior
+sharp, so its targets stay near real structures and run C5 -> C7eq -> phi ~ 0 -> C7ax, the
+physical route. The other modes (unconstrained with K = 32; avoiding the C7eq state, which
+forces the phi ~ pi route) run with fewer paths and are reported under ``modes``.
+
+Crossing: for every path, the frames after its last frame inside the C5 ball (radius 0.75 rad
+in periodic (phi, psi); the start structure counts as inside) are scanned for the first frame
+with phi > 0. A path that left C5 towards C7eq and rotated phi through 0 arrives there with
+phi just above 0; one that rotated the other way (through phi = +-pi, over the phi ~ 120 deg
+barrier) arrives with phi near +pi. ``crossing_near_phi0_fraction`` counts crossings with
+phi < pi/2 among paths that have one. ``crossing_relaxed_energy_*``: the crossing frames
+minimised with (phi, psi) held fixed, i.e. the adiabatic energy where the paths cross, to compare
+with the lowest relaxed barrier (~33.9 kJ/mol at phi ~ 0).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import mdtraj
+import numpy as np
+import torch
+
+from .. import pipeline
+from ..device import resolve_device
+from ..export import write_trajectory
+from ..io import atomic_path, check_writable, write_json
+from ..md import run_md
+from ..molecule import ALDP_STATE_RADIUS, _minimize_fixed_torsions, alanine_dipeptide
+from ..training import versions
+
+START, END = "C5", "C7ax"
+
+
+@dataclass
+class Recipe:
+    """Every setting of the benchmark (written to the JSON). Times in ps, temperatures in K."""
+
+    # MD training data: independent runs from the basin minima (no transition data)
+    md_starts: tuple[str, ...] = ("C5", "C7ax")
+    md_runs_per_start: int = 4
+    md_steps: int = 50_000
+    md_equilibration: int = 0
+    md_report_interval: int = 50
+    md_temperature: float = 300.0
+    md_timestep: float = 0.001
+    md_friction: float = 1.0
+    # features and model
+    selection: str = "heavy"
+    hidden: int = 256
+    depth: int = 4
+    sigma_data: float = 0.25
+    train_steps: int = 6000
+    batch_size: int = 512
+    lr: float = 2e-3
+    lam_sampling: str = "importance"
+    # geodesics
+    mode: str = "low_variance"  # the main figures (see the module docstring)
+    other_modes: tuple[str, ...] = ("unconstrained", "avoid")
+    lam_end: float = 4.0
+    n_points: int = 64  # N: curve points = restraint blocks
+    n_nodes: int = 2
+    geodesic_steps: int = 300
+    geodesic_lr: float = 0.1
+    rho_var: float = 1.0  # low_variance and avoid: log-SNR kept above this
+    avoid_state: str = "C7eq"
+    avoid_lam: float = 4.0  # log-SNR of the forbidden point z* = (avoid_lam, features of the avoid_state minimum)
+    rho_kl: float = 150.0  # avoid: KL (nats) from the forbidden point's posterior kept above this
+    # annealed Langevin under the force field
+    steps_per_point: int = 16  # K
+    mode_steps_per_point: dict = field(default_factory=lambda: {"unconstrained": 32})  # K where a mode needs another
+    timestep: float = 0.001
+    friction: float = 1.0
+    temperature: float = 300.0
+    n_paths: int = 1000
+    n_paths_other_modes: int = 100
+    n_workers: int = 2
+    chunk_paths: int = 100  # paths per sampler call (bounds memory: frames are reduced per chunk)
+    # analysis and output
+    hit_radius: float = ALDP_STATE_RADIUS
+    n_relaxed: int = 200  # crossing frames minimised with (phi, psi) held fixed: relaxed energy where paths cross
+    baseline_runs: int = 20  # unbiased MD segments as long as a path, for the thermal MaxEnergy baseline
+    baseline_equilibration: int = 2000
+    write_paths: int = 50  # paths written to the DCD (all frames / write_stride)
+    write_stride: int = 4
+    plot_paths: int = 30
+
+    @classmethod
+    def quick(cls) -> "Recipe":
+        """Small settings for a CI smoke test (< 90 s on one loaded core)."""
+        return cls(md_runs_per_start=2, md_steps=10_000, hidden=64, depth=3, train_steps=400, batch_size=256,
+                   n_points=24, geodesic_steps=40, steps_per_point=12, mode_steps_per_point={}, n_paths=8,
+                   n_paths_other_modes=4, n_workers=1, chunk_paths=8, baseline_runs=2, baseline_equilibration=100,
+                   write_paths=4, write_stride=2, plot_paths=8, n_relaxed=4)
+
+    def k_of(self, mode: str) -> int:
+        """Steps per curve point (K) used for ``mode``."""
+        return int(self.mode_steps_per_point.get(mode, self.steps_per_point))
+
+    @property
+    def frames_per_path(self) -> int:
+        """Frames (= steps) of one path of the main mode."""
+        return self.n_points * self.k_of(self.mode)
+
+
+def output_paths(out: Path) -> dict[str, Path]:
+    """Files written next to the JSON ``out``."""
+    return {"png": out.with_name(f"{out.stem}_paths.png"), "dcd": out.with_name(f"{out.stem}_paths.dcd"),
+            "pdb": out.with_name(f"{out.stem}_paths.pdb")}
+
+
+# ---------------------------------------------------------------------------------------------
+# analysis
+
+
+def crossing_analysis(phi: np.ndarray, psi: np.ndarray, start_centre, radius: float = ALDP_STATE_RADIUS) -> dict:
+    """Where each path first reaches phi > 0 after leaving the start state for good.
+
+    ``phi``, ``psi``: ``(P, T)`` rad along the paths (start structure not included; it counts as
+    inside the start ball). Returns ``index (P,)`` (-1: no crossing), ``phi``/``psi`` at the
+    crossing frame (NaN if none) and ``near_zero (P,)`` (crossing phi < pi/2).
+    """
+    d = np.stack([phi - start_centre[0], psi - start_centre[1]], -1)
+    d = (d + np.pi) % (2 * np.pi) - np.pi
+    inside = np.sqrt((d**2).sum(-1)) <= radius
+    P, T = phi.shape
+    t = np.arange(T)
+    last_in = np.where(inside, t, -1).max(1)  # -1: left at once (the start is inside)
+    after = (t[None] > last_in[:, None]) & (phi > 0)
+    has = after.any(1)
+    index = np.where(has, after.argmax(1), -1)
+    rows = np.arange(P)
+    cphi = np.where(has, phi[rows, np.maximum(index, 0)], np.nan)
+    cpsi = np.where(has, psi[rows, np.maximum(index, 0)], np.nan)
+    return {"index": index, "phi": cphi, "psi": cpsi, "near_zero": has & (cphi < np.pi / 2)}
+
+
+def _dihedrals(system, traj: mdtraj.Trajectory) -> tuple[np.ndarray, np.ndarray]:
+    return system.cvs["phi"].compute(traj), system.cvs["psi"].compute(traj)
+
+
+def _target_dihedrals(system, feat, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(phi, psi) of the restraint targets (phi/psi atoms are heavy atoms: present in any selection
+    containing them; other atoms filled from the reference structure)."""
+    full = np.repeat(system.positions[None], len(targets), 0)
+    full[:, feat.atom_indices] = targets
+    return _dihedrals(system, system.to_trajectory(full))
+
+
+def _sample_mode(system, model, geo, recipe: Recipe, n_paths: int, steps_per_point: int, seed: int, e0: float,
+                 keep_traj: int, n_plot: int, progress: bool) -> dict:
+    """Sample ``n_paths`` in chunks; reduce each chunk to the statistics (bounded memory)."""
+    centre = system.states[START].centre
+    target = system.states[END]
+    max_e, hit, fin, cross, visits = [], [], [], [], []
+    plot_tracks, kept, cross_xyz, seconds, n_force, n_energy = [], [], [], 0.0, 0, 0
+    done, chunk = 0, 0
+    while done < n_paths:
+        n = min(recipe.chunk_paths, n_paths - done)
+        ps = pipeline.sample_molecular_paths(system, model, geo, n, steps_per_point, seed=seed * 100_003 + chunk,
+                                             n_workers=recipe.n_workers, timestep=recipe.timestep, friction=recipe.friction,
+                                             temperature=recipe.temperature, progress=progress)
+        seconds += ps.wall_time_s
+        n_force += ps.n_force_evaluations
+        n_energy += ps.n_energy_evaluations
+        joined = ps.joined()
+        phi, psi = (a.reshape(n, -1) for a in _dihedrals(system, joined))
+        max_e.append(ps.max_energy() - e0)
+        hit.append(target.contains(ps.final_frames()))
+        fin.append(np.stack([phi[:, -1], psi[:, -1]], 1))
+        c = crossing_analysis(phi, psi, centre, recipe.hit_radius)
+        cross.append(c)
+        pp = np.stack([phi, psi], -1)
+        visits.append({name: (st.distance_cv(pp) <= st.radius).any(1) for name, st in system.states.items()})
+        for i in range(n):
+            if c["index"][i] >= 0 and len(cross_xyz) < recipe.n_relaxed:
+                cross_xyz.append(np.asarray(ps[i].xyz[c["index"][i]], dtype=np.float64))
+            if len(plot_tracks) < n_plot:
+                plot_tracks.append(np.stack([phi[i], psi[i]], 1).astype(np.float32))
+            if len(kept) < keep_traj:
+                kept.append(ps[i][recipe.write_stride - 1::recipe.write_stride])
+        done += n
+        chunk += 1
+        del ps, joined
+    max_e, hit, fin = np.concatenate(max_e), np.concatenate(hit), np.concatenate(fin)
+    cr = {k: np.concatenate([c[k] for c in cross]) for k in cross[0]}
+    has = cr["index"] >= 0
+    visit = {name: np.concatenate([v[name] for v in visits]) for name in visits[0]}
+    relaxed = np.array([system.potential_energy(_minimize_fixed_torsions(system, x, [system.cvs["phi"], system.cvs["psi"]])) - e0
+                        for x in cross_xyz])
+    return {"max_e": max_e, "hit": hit, "final": fin, "crossing": cr, "has_crossing": has, "visit": visit, "tracks": plot_tracks,
+            "relaxed": relaxed,
+            "kept": kept, "seconds": seconds, "n_force": n_force, "n_energy": n_energy}
+
+
+def _mode_entry(s: dict, geo, geo_seconds: float, n_paths: int, system, model, timestep: float, steps_per_point: int) -> dict:
+    cr, has = s["crossing"], s["has_crossing"]
+    check = geo.molecular["metric_check"][0]
+    _, k = pipeline.path_targets(system, model, geo)
+    return {
+        "n_paths": n_paths,
+        "n_points": int(geo.curve.shape[1]),
+        "steps_per_point": int(steps_per_point),
+        "hit_rate": float(s["hit"].mean()),
+        "max_energy_mean": float(s["max_e"].mean()),
+        "max_energy_std": float(s["max_e"].std()),
+        "max_energy_median": float(np.median(s["max_e"])),
+        "max_energy_mean_hits": float(s["max_e"][s["hit"]].mean()) if s["hit"].any() else None,
+        "crossing_near_phi0_fraction": float(cr["near_zero"][has].mean()) if has.any() else None,
+        "crossing_fraction": float(has.mean()),
+        "crossing_phi_deg_mean": float(np.degrees(cr["phi"][has]).mean()) if has.any() else None,
+        "crossing_psi_deg_mean": float(np.degrees(np.arctan2(np.sin(cr["psi"][has]).mean(), np.cos(cr["psi"][has]).mean())))
+        if has.any() else None,
+        "crossing_time_ps_mean": float(cr["index"][has].mean() + 1) * timestep if has.any() else None,
+        "hits_crossing_near_phi0_fraction": float(cr["near_zero"][s["hit"]].mean()) if s["hit"].any() else None,
+        "visit_fraction": {name: float(v.mean()) for name, v in s["visit"].items()},
+        "crossing_relaxed_energy_mean": float(s["relaxed"].mean()) if len(s["relaxed"]) else None,
+        "crossing_relaxed_energy_std": float(s["relaxed"].std()) if len(s["relaxed"]) else None,
+        "crossing_relaxed_energy_n": int(len(s["relaxed"])),
+        "energy_evals_sampling": int(s["n_force"]),
+        "energy_evals_analysis": int(s["n_energy"]),
+        "sampling_seconds": s["seconds"],
+        "geodesic_seconds": geo_seconds,
+        "geodesic_steps": geo.steps_done,
+        "curve_energy": float(geo.energy[0]),
+        "curve_length": float(geo.length[0]),
+        "min_lambda": float(geo.min_lambda[0]),
+        "stiffness_min_kj_mol_nm2": float(k.min()),
+        "stiffness_max_kj_mol_nm2": float(k.max()),
+        "metric_negative_mass": check["negative_mass"],
+        "metric_negative_fraction": check["negative_fraction"],
+        **({"min_kl_nats": float(geo.kl.min())} if geo.kl is not None else {}),
+        **({"geodesic_message": geo.message} if geo.message else {}),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# the benchmark
+
+
+def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool = False, device: str = "auto",
+        overwrite: bool = False, progress: bool = True, recipe: Recipe | None = None) -> dict:
+    """Run the whole benchmark; write ``out`` (JSON), ``<stem>_paths.png`` and the first
+    ``recipe.write_paths`` paths as ``<stem>_paths.dcd`` + ``<stem>_paths.pdb`` next to it."""
+    t_start = time.perf_counter()
+    out = check_writable(out, overwrite)
+    files = output_paths(out)
+    for f in files.values():
+        check_writable(f, overwrite)
+    recipe = recipe or (Recipe.quick() if quick else Recipe())
+    if n_paths is not None:
+        recipe.n_paths = int(n_paths)
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    system = alanine_dipeptide(temperature=recipe.temperature)
+    e0 = float(system.potential_energy(system.positions_of(START)))
+
+    # 1. MD samples in the basins
+    md = run_md(system, list(recipe.md_starts), recipe.md_steps, temperature=recipe.md_temperature, timestep=recipe.md_timestep,
+                friction=recipe.md_friction, report_interval=recipe.md_report_interval, seed=seed,
+                n_runs_per_start=recipe.md_runs_per_start, n_equilibration=recipe.md_equilibration,
+                n_workers=recipe.n_workers, progress=progress)
+    md_states = system.assign_states(md.trajectory)
+    md_phi, md_psi = _dihedrals(system, md.trajectory)
+    start_of_frame = np.repeat(np.array(recipe.md_starts), recipe.md_runs_per_start)[md.run_index]
+    # a frame "left its basin side" if its phi sign differs from its run's start basin (C5: phi < 0, C7ax: phi > 0)
+    start_sign = np.array([np.sign(system.states[s].centre[0]) for s in start_of_frame])
+    crossed = np.sign(md_phi) != start_sign
+    # phi = +-pi is inside the C5 basin (C5 sits at -150 deg): count only frames out of every state ball
+    crossed &= md_states == ""
+
+    # 2. features + denoiser
+    t0 = time.perf_counter()
+    data_recipe = {"temperature_K": recipe.md_temperature, "starts": list(recipe.md_starts),
+                   "runs_per_start": recipe.md_runs_per_start, "steps_per_run": recipe.md_steps,
+                   "equilibration_steps": recipe.md_equilibration, "report_interval": recipe.md_report_interval,
+                   "timestep_ps": recipe.md_timestep, "friction_per_ps": recipe.md_friction, "seed": seed,
+                   "integrator": "LangevinMiddleIntegrator", "platform": md.settings["platform"]}
+    model = pipeline.train_on_samples(
+        system, md, recipe.selection,
+        model_config=dict(hidden=recipe.hidden, depth=recipe.depth, sigma_data=recipe.sigma_data),
+        train_config=dict(steps=recipe.train_steps, batch_size=recipe.batch_size, lr=recipe.lr,
+                          lam_sampling=recipe.lam_sampling, seed=seed),
+        data_recipe=data_recipe, device=dev, progress=progress)
+    training_seconds = time.perf_counter() - t0
+    feat = model.featurizer
+
+    # 3. geodesics and 4. paths, per mode
+    modes = [recipe.mode] + [m for m in recipe.other_modes if m != recipe.mode]
+    results, samples, geos = {}, {}, {}
+    for i, mode in enumerate(modes):
+        kw = dict(lam_end=recipe.lam_end, n_points=recipe.n_points, n_nodes=recipe.n_nodes, steps=recipe.geodesic_steps,
+                  lr=recipe.geodesic_lr, seed=seed)
+        if mode in ("low_variance", "avoid"):
+            kw["rho_var"] = recipe.rho_var
+        if mode == "avoid":
+            kw["rho_kl"] = recipe.rho_kl
+        t0 = time.perf_counter()
+        geo = pipeline.molecular_geodesic(model, system, START, END, mode=mode, avoid=recipe.avoid_state if mode == "avoid" else None,
+                                          avoid_lam=recipe.avoid_lam, progress=progress, **kw)
+        geo_seconds = time.perf_counter() - t0
+        n = recipe.n_paths if i == 0 else recipe.n_paths_other_modes
+        k = recipe.k_of(mode)
+        s = _sample_mode(system, model, geo, recipe, n, k, seed + 1 + i, e0, recipe.write_paths if i == 0 else 0,
+                         recipe.plot_paths, progress)
+        results[mode] = _mode_entry(s, geo, geo_seconds, n, system, model, recipe.timestep, k)
+        samples[mode], geos[mode] = s, geo
+
+    main = results[recipe.mode]
+
+    # thermal baseline: unbiased MD in C5, segments as long as one path
+    base = run_md(system, START, recipe.frames_per_path, temperature=recipe.temperature, timestep=recipe.timestep,
+                  friction=recipe.friction, report_interval=1, seed=seed + 99, n_runs_per_start=recipe.baseline_runs,
+                  n_equilibration=recipe.baseline_equilibration, n_workers=recipe.n_workers, progress=False)
+    base_max = base.potential_energy.reshape(recipe.baseline_runs, -1).max(1) - e0
+
+    # 5. outputs
+    kept = samples[recipe.mode]["kept"]
+    joined = mdtraj.join(kept, check_topology=False)
+    write_trajectory(joined, files["dcd"], overwrite=overwrite, topology_pdb=files["pdb"])
+    _plot(system, feat, model, md_phi, md_psi, samples, geos, files["png"], recipe, overwrite)
+
+    md_evals = md.n_force_evaluations
+    sampling_all = sum(r["energy_evals_sampling"] for r in results.values())
+    report = {
+        "benchmark": "aldp",
+        "system": system.name,
+        "transition": f"{START} -> {END}",
+        "main_mode": recipe.mode,
+        "n_paths": recipe.n_paths,
+        "hit_rate": main["hit_rate"],
+        "max_energy_mean": main["max_energy_mean"],
+        "max_energy_std": main["max_energy_std"],
+        "max_energy_reference": "raw force-field potential (amber99sbildn, vacuum) of every recorded frame, kJ/mol, minus the minimised C5 energy",
+        "e_c5_min_kj_mol": e0,
+        "max_energy_thermal_baseline_mean": float(base_max.mean()),
+        "max_energy_thermal_baseline_std": float(base_max.std()),
+        "crossing_near_phi0_fraction": main["crossing_near_phi0_fraction"],
+        "crossing_phi_deg_mean": main["crossing_phi_deg_mean"],
+        "crossing_relaxed_energy_mean": main["crossing_relaxed_energy_mean"],
+        "crossing_relaxed_energy_std": main["crossing_relaxed_energy_std"],
+        "crossing_relaxed_energy_note": "crossing frames minimised with phi and psi held fixed (cosine restraints), force-field energy minus the C5 minimum; the lowest relaxed C5 -> C7ax barrier (phi ~ 0) is ~33.9 kJ/mol (SPEC section 5)",
+        "crossing_psi_deg_mean": main["crossing_psi_deg_mean"],
+        "crossing_definition": "first frame with phi > 0 after the path's last frame inside the C5 ball (0.75 rad, periodic phi/psi); near phi ~ 0 if that frame has phi < pi/2, else near phi ~ pi",
+        "energy_evals_md_data": int(md_evals),
+        "energy_evals_sampling": main["energy_evals_sampling"],
+        "energy_evals_total": int(md_evals + main["energy_evals_sampling"]),
+        "energy_evals_total_all_modes": int(md_evals + sampling_all),
+        "energy_evals_analysis": int(sum(r["energy_evals_analysis"] for r in results.values()) + md.n_energy_evaluations
+                                     + base.n_force_evaluations + base.n_energy_evaluations),
+        "energy_evals_note": "MD data and sampling count integration steps (one force evaluation each); energy_evals_analysis counts the extra evaluations made only to report energies (every recorded path and MD frame, and the thermal-baseline MD; the minimisations of crossing frames are not counted), not needed by the method",
+        "md_seconds": md.wall_time_s,
+        "training_seconds": training_seconds,
+        "geodesic_seconds": main["geodesic_seconds"],
+        "sampling_seconds": main["sampling_seconds"],
+        "total_seconds": None,
+        "md_data": {"n_frames": int(md.trajectory.n_frames), "frames_per_state": {k: int((md_states == k).sum()) for k in [*system.states, ""]},
+                    "frames_crossed_to_other_phi_side": int(crossed.sum()), "recipe": data_recipe},
+        "model": {"dim": model.dim, "n_selected_atoms": feat.n_selected, "feature_scale_nm": feat.scale,
+                  "endpoint_nn_q99": model.metadata["endpoint_check"]["nn_q99"]},
+        "modes": results,
+        "outputs": {"json": out.name, "png": files["png"].name, "dcd": files["dcd"].name, "pdb": files["pdb"].name,
+                    "paths_written": len(kept), "frame_stride": recipe.write_stride,
+                    "frames_per_written_path": int(kept[0].n_frames) if kept else 0,
+                    "dcd_bytes": os.path.getsize(files["dcd"])},
+        "recipe": asdict(recipe),
+        "seed": seed,
+        "quick": quick,
+        "machine": {"device": str(dev), "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+                    "processor": platform.processor() or platform.machine(), "openmm_platform": md.settings["platform"],
+                    "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None},
+        "versions": {**versions(), "openmm": _openmm_version(), "mdtraj": mdtraj.__version__},
+    }
+    report["total_seconds"] = time.perf_counter() - t_start
+    write_json(out, report, overwrite)
+    return report
+
+
+def _openmm_version() -> str:
+    import openmm
+
+    return openmm.__version__
+
+
+def _plot(system, feat, model, md_phi, md_psi, samples: dict, geos: dict, path: Path, recipe: Recipe, overwrite: bool) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..plotting import plot_log_snr, plot_paths
+
+    modes = list(samples)
+    fig, axes = plt.subplots(1, len(modes) + 1, figsize=(4.6 * (len(modes) + 1), 4.2))
+    bins = np.linspace(-np.pi, np.pi, 73)
+    for ax, mode in zip(axes, modes):
+        h, _, _ = np.histogram2d(md_phi, md_psi, bins=[bins, bins])
+        ax.pcolormesh(bins, bins, np.log1p(h).T, cmap="Greys", shading="flat")
+        plot_paths(np.array(samples[mode]["tracks"]), ax=ax, n_show=recipe.plot_paths, color="C0", alpha=0.3)
+        targets, _ = pipeline.path_targets(system, model, geos[mode])
+        tphi, tpsi = _target_dihedrals(system, feat, targets)
+        ax.plot(tphi, tpsi, "r.", ms=3, label="geodesic targets x/alpha")
+        for name, st in system.states.items():
+            ax.add_patch(plt.Circle(st.centre, st.radius, color="k", fill=False, ls="--", lw=0.8))
+            ax.annotate(name, st.centre, fontsize=8, ha="center")
+        r = samples[mode]
+        ax.set(xlim=(-np.pi, np.pi), ylim=(-np.pi, np.pi), xlabel="phi (rad)", ylabel="psi (rad)",
+               title=f"{mode}: hit {r['hit'].mean():.0%}, {len(r['hit'])} paths")
+        ax.legend(loc="lower left", fontsize=7)
+    for mode in modes:
+        plot_log_snr(geos[mode].lam[0].cpu().numpy(), ax=axes[-1], label=mode)
+    axes[-1].set_title("log-SNR along the geodesics")
+    axes[-1].legend(fontsize=7)
+    fig.suptitle("alanine dipeptide C5 -> C7ax (amber99sbildn, vacuum, 300 K); grey: training data (log counts)", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path, overwrite) as tmp:
+        fig.savefig(tmp, dpi=110)
+    plt.close(fig)
