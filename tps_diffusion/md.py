@@ -21,6 +21,7 @@ import mdtraj
 import numpy as np
 import openmm
 import openmm.unit as unit
+from tqdm.auto import tqdm
 
 from .molecule import MolecularSystem, _strip
 
@@ -106,6 +107,29 @@ def _platform_properties(platform: str, n_workers: int) -> dict:
     return {}
 
 
+def run_tasks(init, work, state: dict, payload: dict, tasks: list, n_workers: int, ctx, bar) -> list:
+    """``[work(t) for t in tasks]`` in this process (``n_workers == 1``; ``work`` reports progress
+    through ``state["callback"]``) or in a pool of ``n_workers`` processes of context ``ctx``, each
+    set up by ``init(payload)``. Order is kept; ``bar`` (tqdm) is closed at the end."""
+    results = []
+    try:
+        if n_workers == 1:
+            init(payload)
+            state["callback"] = bar.update
+            try:
+                results = [work(t) for t in tasks]
+            finally:
+                state.clear()
+        else:
+            with ctx.Pool(n_workers, initializer=init, initargs=(payload,)) as pool:
+                for r in pool.imap(work, tasks):
+                    results.append(r)
+                    bar.update(1)
+    finally:
+        bar.close()
+    return results
+
+
 def _run_one(task) -> tuple[np.ndarray, np.ndarray]:
     start, seed = task
     w = _WORKER
@@ -175,30 +199,9 @@ def run_md(system: MolecularSystem, start_positions, n_steps: int, temperature: 
                    platform=plat, properties=_platform_properties(plat, n_workers), n_equilibration=int(n_equilibration),
                    n_frames=n_frames, report_interval=int(report_interval))
     tasks = [(starts[i], seeds[i]) for i in range(n_runs)]
-    results = []
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = None
-    bar = tqdm(total=n_runs * n_frames if n_workers == 1 else n_runs, disable=not progress or tqdm is None,
+    bar = tqdm(total=n_runs * n_frames if n_workers == 1 else n_runs, disable=not progress,
                desc=f"MD {n_runs} runs x {n_steps} steps", unit="frame" if n_workers == 1 else "run")
-    try:
-        if n_workers == 1:
-            _init_worker(payload)
-            _WORKER["callback"] = bar.update
-            try:
-                for t in tasks:
-                    results.append(_run_one(t))
-            finally:
-                _WORKER.clear()
-        else:
-            ctx = _mp_context(mp_context, plat)
-            with ctx.Pool(n_workers, initializer=_init_worker, initargs=(payload,)) as pool:
-                for r in pool.imap(_run_one, tasks):
-                    results.append(r)
-                    bar.update(1)
-    finally:
-        bar.close()
+    results = run_tasks(_init_worker, _run_one, _WORKER, payload, tasks, n_workers, _mp_context(mp_context, plat), bar)
     xyz = np.concatenate([r[0] for r in results])
     energy = np.concatenate([r[1] for r in results])
     run_index = np.repeat(np.arange(n_runs), n_frames)

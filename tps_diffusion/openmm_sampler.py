@@ -32,9 +32,10 @@ import numpy as np
 import openmm
 import openmm.unit as unit
 import torch
+from tqdm.auto import tqdm
 
 from .featurize import CartesianFeaturizer, superpose
-from .md import _mp_context, _platform_properties, _value, spawn_seeds, start_array
+from .md import _mp_context, _platform_properties, _value, run_tasks, spawn_seeds, start_array
 from .molecule import MolecularSystem, _strip
 from .sampler import tilt_schedule as model_tilt_schedule
 
@@ -295,29 +296,9 @@ def sample_paths(system: MolecularSystem, featurizer: CartesianFeaturizer | None
                    record_interval=every, compute_energies=bool(compute_energies), temperature=temperature,
                    friction=float(friction), timestep=timestep, platform=plat, properties=_platform_properties(plat, n_workers))
     tasks = [(starts[i], seeds[i]) for i in range(n_paths)]
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # pragma: no cover
-        tqdm = None
-    bar = tqdm(total=n_paths * N if n_workers == 1 else n_paths, disable=not progress or tqdm is None,
+    bar = tqdm(total=n_paths * N if n_workers == 1 else n_paths, disable=not progress,
                desc=f"paths {n_paths} x {N} points x {K} steps", unit="block" if n_workers == 1 else "path")
-    results = []
-    try:
-        if n_workers == 1:
-            _init_worker(payload)
-            _WORKER["callback"] = bar.update
-            try:
-                for t in tasks:
-                    results.append(_sample_one(t))
-            finally:
-                _WORKER.clear()
-        else:
-            with _mp_context(mp_context, plat).Pool(n_workers, initializer=_init_worker, initargs=(payload,)) as pool:
-                for r in pool.imap(_sample_one, tasks):
-                    results.append(r)
-                    bar.update(1)
-    finally:
-        bar.close()
+    results = run_tasks(_init_worker, _sample_one, _WORKER, payload, tasks, n_workers, _mp_context(mp_context, plat), bar)
     n_frames = N * K // every
     times = np.arange(1, n_frames + 1) * every * timestep
     trajs = [mdtraj.Trajectory(r[0], system.md_topology, time=times) for r in results]
