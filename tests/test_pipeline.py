@@ -134,3 +134,18 @@ def test_geodesic_modes_and_batch(aldp, md, trained):
     assert paths.settings["curve_index"] == 1 and paths[0].n_frames == 12
     with pytest.raises(ValueError, match="unknown GeodesicConfig settings"):
         pipeline.molecular_geodesic(model, aldp, "C5", "C7ax", progress=False, bogus=1)
+
+
+def test_geodesic_file_round_trip(aldp, trained, tmp_path):
+    model, _ = trained
+    geo = pipeline.molecular_geodesic(model, aldp, "C5", "C7ax", check=False, progress=False, **GEO)
+    path = pipeline.save_geodesic(tmp_path / "g.npz", geo, system=aldp.name)
+    again, stored = pipeline.load_geodesic(path)
+    torch.testing.assert_close(again.curve, geo.curve.double())
+    assert str(stored["system"]) == aldp.name and again.config == geo.config
+    np.testing.assert_allclose(again.molecular["start"][0][0], geo.molecular["start"][0][0])
+    with pytest.raises(FileExistsError):
+        pipeline.save_geodesic(path, geo)
+    (tmp_path / "bad.npz").write_text("nope")
+    with pytest.raises(ValueError, match="not a readable geodesic file"):
+        pipeline.load_geodesic(tmp_path / "bad.npz")

@@ -37,7 +37,6 @@ from typing import Any, Sequence
 PROG = "tps-diffusion"
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "tps_diffusion.manifest/1"
-GEODESIC_FORMAT = "tps_diffusion.geodesic/1"
 PATHS_FORMAT = "tps_diffusion.paths/1"
 STAGES = ("simulate", "train", "geodesic", "sample", "export", "analyze")
 BENCHMARKS = ("aldp2d", "aldp", "kernel")
@@ -646,67 +645,6 @@ def cmd_train(args, run: Run) -> None:
     _say(args, f"train: {traj.n_frames} samples x {feat.n_features} features -> {ckpt}")
 
 
-def _save_geodesic(path: Path, geo, system, model_path: Path, start_label: str, end_label: str, overwrite: bool) -> None:
-    import numpy as np
-
-    from .io import atomic_path
-
-    curve = geo.curve.detach().cpu().double().numpy()
-    mol = getattr(geo, "molecular", {}) or {}
-    arrays = dict(format=np.array(GEODESIC_FORMAT), lam=curve[..., 0], x=curve[..., 1:],
-                  energy=geo.energy.detach().cpu().double().numpy(), length=geo.length.detach().cpu().double().numpy(),
-                  history=np.asarray(geo.history, dtype=float), config=np.array(json.dumps(geo.config.to_dict())),
-                  system=np.array(system.name), model=np.array(str(model_path.resolve())), model_sha256=np.array(sha256(model_path)),
-                  start_label=np.array(start_label), end_label=np.array(end_label),
-                  message=np.array(geo.message), steps_done=np.array(geo.steps_done), seconds=np.array(geo.seconds))
-    for key in ("start", "end"):
-        xyz = (mol.get(key) or [(None, None)])[0][0]
-        if xyz is not None:
-            arrays[f"{key}_positions_nm"] = np.asarray(xyz, dtype=float)
-    if geo.kl is not None:
-        arrays["kl_nats"] = geo.kl.detach().cpu().double().numpy()
-    if mol.get("z_star") is not None:
-        arrays["z_star"] = mol["z_star"].detach().cpu().double().numpy()
-        arrays["avoid_label"] = np.array(str(mol.get("avoid")))
-    with atomic_path(path, overwrite) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
-
-
-def load_geodesic(path: str | os.PathLike):
-    """Read ``geodesic.npz`` of the ``geodesic`` command: ``(Geodesic, dict of the stored arrays)``.
-
-    The Geodesic carries ``.molecular`` (start/end structures and labels) as made by
-    :func:`tps_diffusion.pipeline.molecular_geodesic`, so it can be passed to
-    :func:`tps_diffusion.pipeline.sample_molecular_paths`.
-    """
-    import numpy as np
-    import torch
-
-    from .geodesic import Geodesic, GeodesicConfig
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"geodesic file not found: {path}; make one with '{PROG} geodesic'")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            d = {k: z[k] for k in z.files}
-    except Exception as exc:  # noqa: BLE001
-        raise ValueError(f"{path} is not a readable geodesic file ({type(exc).__name__})") from None
-    if str(d.get("format", "")) != GEODESIC_FORMAT:
-        raise ValueError(f"{path} is not a geodesic file of '{PROG} geodesic' (format {GEODESIC_FORMAT})")
-    curve = torch.as_tensor(np.concatenate([d["lam"][..., None], d["x"]], axis=-1))
-    geo = Geodesic(curve=curve, energy=torch.as_tensor(d["energy"]), length=torch.as_tensor(d["length"]),
-                   config=GeodesicConfig(**json.loads(str(d["config"]))),
-                   kl=torch.as_tensor(d["kl_nats"]) if "kl_nats" in d else None, history=d["history"].tolist(),
-                   steps_done=int(d["steps_done"]), seconds=float(d["seconds"]), message=str(d["message"]))
-    start = d.get("start_positions_nm")
-    end = d.get("end_positions_nm")
-    geo.molecular = {"start": [(start, str(d["start_label"]))], "end": [(end, str(d["end_label"]))],
-                     "avoid": str(d["avoid_label"]) if "avoid_label" in d else None,
-                     "z_star": torch.as_tensor(d["z_star"]) if "z_star" in d else None}
-    return geo, d
-
-
 def cmd_geodesic(args, run: Run) -> None:
     from . import pipeline
 
@@ -727,8 +665,10 @@ def cmd_geodesic(args, run: Run) -> None:
                                       avoid_lam=args.avoid_lam, check=not args.no_check, progress=run.progress, **overrides)
     label = lambda s: s if isinstance(s, str) else "frame"  # noqa: E731
     out = run.path("geodesic.npz")
-    _save_geodesic(out, geo, system, Path(args.model), args.start if isinstance(start, str) else str(args.start),
-                   args.end if isinstance(end, str) else str(args.end), run.overwrite)
+    pipeline.save_geodesic(out, geo, run.overwrite, system=system.name, model=str(Path(args.model).resolve()),
+                           model_sha256=sha256(Path(args.model)),
+                           start_label=args.start if isinstance(start, str) else str(args.start),
+                           end_label=args.end if isinstance(end, str) else str(args.end))
     run.output("geodesic", out)
 
     plt = _pyplot()
@@ -790,7 +730,7 @@ def cmd_sample(args, run: Run) -> None:
     from .export import write_trajectory
     from .io import atomic_path, write_json
 
-    geo, stored = load_geodesic(args.geodesic)
+    geo, stored = pipeline.load_geodesic(args.geodesic)
     model_path = args.model if args.model is not None else Path(str(stored["model"]))
     model = pipeline.load_model(model_path, None, device="cpu")
     if sha256(model_path) != str(stored["model_sha256"]):

@@ -29,6 +29,7 @@ data; the denoiser is not trained there and :func:`endpoint` raises.
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from dataclasses import asdict, fields
@@ -63,9 +64,12 @@ __all__ = [
     "metric_check",
     "path_targets",
     "sample_molecular_paths",
+    "save_geodesic",
+    "load_geodesic",
 ]
 
 METADATA_FORMAT = "tps_diffusion.molecular/1"
+GEODESIC_FORMAT = "tps_diffusion.geodesic/1"
 
 #: short names for atom selections (anything else is passed to mdtraj's selection language)
 SELECTIONS = {"heavy": "not element H", "all": "all", "backbone": "backbone"}
@@ -424,3 +428,59 @@ def sample_molecular_paths(system: MolecularSystem, model: DiffusionModel, geode
                        max_stiffness=float(stiffness.max()), curve_index=int(curve_index))
     return ps
 
+
+
+# ---------------------------------------------------------------------------------------------
+# geodesic files
+
+
+def save_geodesic(path: str | Path, geo: Geodesic, overwrite: bool = False, **labels: str) -> Path:
+    """Write a molecular geodesic to ``path`` (``.npz``, atomically): the curve (log-SNR ``lam``
+    and model-coordinate ``x``), energy, length, KL profile, config, the endpoint structures
+    (nm) of ``geo.molecular`` and any string ``labels`` (e.g. ``system``, ``start_label``)."""
+    from .io import atomic_path
+
+    curve = geo.curve.detach().cpu().double().numpy()
+    mol = getattr(geo, "molecular", {}) or {}
+    arrays = dict(format=np.array(GEODESIC_FORMAT), lam=curve[..., 0], x=curve[..., 1:],
+                  energy=geo.energy.detach().cpu().double().numpy(), length=geo.length.detach().cpu().double().numpy(),
+                  history=np.asarray(geo.history, dtype=float), config=np.array(json.dumps(geo.config.to_dict())),
+                  message=np.array(geo.message), steps_done=np.array(geo.steps_done), seconds=np.array(geo.seconds),
+                  **{key: np.array(str(value)) for key, value in labels.items()})
+    for key in ("start", "end"):
+        xyz = (mol.get(key) or [(None, None)])[0][0]
+        if xyz is not None:
+            arrays[f"{key}_positions_nm"] = np.asarray(xyz, dtype=float)
+    if geo.kl is not None:
+        arrays["kl_nats"] = geo.kl.detach().cpu().double().numpy()
+    if mol.get("z_star") is not None:
+        arrays["z_star"] = mol["z_star"].detach().cpu().double().numpy()
+        arrays["avoid_label"] = np.array(str(mol.get("avoid")))
+    with atomic_path(path, overwrite) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, **arrays)
+    return Path(path)
+
+
+def load_geodesic(path: str | Path) -> tuple[Geodesic, dict]:
+    """Read a file of :func:`save_geodesic`: ``(Geodesic with .molecular, dict of the stored arrays)``,
+    ready for :func:`sample_molecular_paths`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"geodesic file not found: {path}; make one with pipeline.save_geodesic or 'tps-diffusion geodesic'")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            d = {k: z[k] for k in z.files}
+    except Exception as exc:  # noqa: BLE001 - any failure to read means a bad file
+        raise ValueError(f"{path} is not a readable geodesic file ({type(exc).__name__})") from None
+    if str(d.get("format", "")) != GEODESIC_FORMAT:
+        raise ValueError(f"{path} is not a tps_diffusion geodesic file (format {GEODESIC_FORMAT})")
+    curve = torch.as_tensor(np.concatenate([d["lam"][..., None], d["x"]], axis=-1))
+    geo = Geodesic(curve=curve, energy=torch.as_tensor(d["energy"]), length=torch.as_tensor(d["length"]),
+                   config=GeodesicConfig(**json.loads(str(d["config"]))),
+                   kl=torch.as_tensor(d["kl_nats"]) if "kl_nats" in d else None, history=d["history"].tolist(),
+                   steps_done=int(d["steps_done"]), seconds=float(d["seconds"]), message=str(d["message"]))
+    geo.molecular = {"start": [(d.get("start_positions_nm"), str(d.get("start_label", "")))],
+                     "end": [(d.get("end_positions_nm"), str(d.get("end_label", "")))],
+                     "avoid": str(d["avoid_label"]) if "avoid_label" in d else None,
+                     "z_star": torch.as_tensor(d["z_star"]) if "z_star" in d else None}
+    return geo, d
