@@ -61,6 +61,8 @@ def test_checkpoint_errors(tmp_path):
         train(samples, DenoiserConfig(dim=2, **SMALL), TrainConfig(steps=5, batch_size=32), checkpoint=path, progress=False, device="cpu")
     with pytest.raises(ValueError, match="hidden=64, not 32"):
         train(samples, DenoiserConfig(dim=2, **{**SMALL, "hidden": 32}), TrainConfig(steps=10, batch_size=32), checkpoint=path, resume=True, progress=False, device="cpu")
+    with pytest.raises(ValueError, match="lr=0.001, not 0.01"):
+        train(samples, DenoiserConfig(dim=2, **SMALL), TrainConfig(steps=10, batch_size=32, lr=0.01), checkpoint=path, resume=True, progress=False, device="cpu")
     assert path.read_bytes() == before  # nothing lost
     bad = tmp_path / "bad.pt"
     bad.write_text("not a checkpoint")

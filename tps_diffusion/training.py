@@ -159,7 +159,7 @@ def train(
     if ckpt_path is not None and ckpt_path.exists():
         if resume:
             ckpt = _read_checkpoint(ckpt_path)
-            _check_compatible(ckpt, mcfg, norm, ckpt_path)
+            _check_compatible(ckpt, mcfg, tcfg, norm, ckpt_path)
             model.load_state_dict(ckpt["model_state"])
             ema.load_state_dict(ckpt["ema_state"])
             opt.load_state_dict(ckpt["optimizer_state"])
@@ -228,10 +228,16 @@ def _learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
 
 
-def _check_compatible(ckpt: dict, mcfg: DenoiserConfig, norm: Normalizer, path: Path) -> None:
+#: training settings that may change when a run is resumed (e.g. to train for longer)
+RESUMABLE_CHANGES = ("steps", "checkpoint_every")
+
+
+def _check_compatible(ckpt: dict, mcfg: DenoiserConfig, tcfg: TrainConfig, norm: Normalizer, path: Path) -> None:
     saved = _tuplify(ckpt["model_config"])
-    for key, value in mcfg.to_dict().items():
-        value = tuple(value) if key == "lam_range" else value
+    wanted = {k: tuple(v) if k == "lam_range" else v for k, v in mcfg.to_dict().items()}
+    wanted.update({k: v for k, v in asdict(tcfg).items() if k not in RESUMABLE_CHANGES})
+    saved.update({k: v for k, v in ckpt["train_config"].items() if k not in RESUMABLE_CHANGES})
+    for key, value in wanted.items():
         if saved.get(key) != value:
             raise ValueError(f"checkpoint {path} was made with {key}={saved.get(key)!r}, not {value!r}; use a new checkpoint path or the same settings")
     saved_norm = Normalizer.from_dict(ckpt["normalizer"])
