@@ -266,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, metavar="K", help="temperature in K (default: the system's, 300 K)")
     p.add_argument("--timestep", type=float, metavar="PS", help="time step in ps (default: 0.001 ps with flexible X-H bonds)")
     p.add_argument("--friction", type=float, default=1.0, metavar="1/PS", help="Langevin friction in 1/ps")
-    p.add_argument("--tse-tol", type=float, default=0.1, metavar="P", help="frames with |p_B - 0.5| < P (or CI containing 0.5) form the transition-state ensemble")
+    p.add_argument("--tse-tol", type=float, default=0.1, metavar="P", help="frames with |p_B - 0.5| < P form the transition-state ensemble")
     p.add_argument("--platform", metavar="NAME", help="OpenMM platform (default: Reference below 200 atoms)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     _common(p)

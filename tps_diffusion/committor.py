@@ -285,16 +285,15 @@ def committor(
 
 
 def transition_state_ensemble(result: CommittorResult, tol: float = 0.1) -> np.ndarray:
-    """Indices of configurations whose p_B is compatible with 1/2.
+    """Indices of configurations with ``|p_B - 0.5| < tol`` (the transition-state ensemble).
 
-    A configuration is included if its confidence interval contains 0.5 or ``|p_B - 0.5| <
-    tol``. Configurations without any decided shot (p_B undefined) are never included.
+    Judge them with ``result.ci``: with few shots the interval is wide. Configurations without
+    any decided shot (p_B undefined) are never included.
     """
     p = result.p_B
-    low, high = result.ci
     decided = result.n_decided > 0
     with np.errstate(invalid="ignore"):
-        keep = decided & (((low <= 0.5) & (high >= 0.5)) | (np.abs(p - 0.5) < tol))
+        keep = decided & (np.abs(p - 0.5) < tol)
     return np.flatnonzero(keep)
 
 
