@@ -73,6 +73,7 @@ class Geodesic:
     steps_done: int = 0
     seconds: float = 0.0
     message: str = ""
+    molecular: dict | None = None  # set by tps_diffusion.pipeline: endpoint structures (nm), labels, checks
 
     @property
     def lam(self) -> Tensor:

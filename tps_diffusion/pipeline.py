@@ -441,7 +441,7 @@ def save_geodesic(path: str | Path, geo: Geodesic, overwrite: bool = False, **la
     from .io import atomic_path
 
     curve = geo.curve.detach().cpu().double().numpy()
-    mol = getattr(geo, "molecular", {}) or {}
+    mol = geo.molecular or {}
     arrays = dict(format=np.array(GEODESIC_FORMAT), lam=curve[..., 0], x=curve[..., 1:],
                   energy=geo.energy.detach().cpu().double().numpy(), length=geo.length.detach().cpu().double().numpy(),
                   history=np.asarray(geo.history, dtype=float), config=np.array(json.dumps(geo.config.to_dict())),
