@@ -7,6 +7,7 @@ with non-uniform speed, every frame then moved by a random rigid-body motion.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 
 import mdtraj
@@ -278,3 +279,19 @@ def test_to_openpathsampling(path, system):
     assert len(traj) == path.n_frames
     np.testing.assert_allclose(traj[3].xyz, path.xyz[3], atol=1e-6)
     assert engine.n_steps_per_frame == 5
+
+
+def test_smoothing_makes_a_noisy_thermal_path_usable(path):
+    """A path with thermal noise folds back on itself; averaging first gives equal spacing."""
+    rng = np.random.default_rng(0)
+    dense = pathcv.equally_spaced_frames(path, 400)
+    noisy = dense[:]
+    noisy.xyz = dense.xyz + rng.normal(scale=0.01, size=dense.xyz.shape).astype(np.float32)
+    with pytest.warns(RuntimeWarning, match="equal RMSD spacing not reached"):
+        pathcv.equally_spaced_frames(noisy, 10, max_iter=30)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        smooth = pathcv.equally_spaced_frames(noisy, 10, smooth=20)
+    gaps = pathcv.consecutive_rmsd(smooth)
+    assert gaps.max() - gaps.min() < 1e-3 * gaps.mean()
+    np.testing.assert_allclose(smooth.xyz[0], noisy.xyz[0], atol=1e-6)  # endpoints kept

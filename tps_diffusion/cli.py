@@ -238,6 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plumed", nargs="?", const="plumed", metavar="DIR", help="write path_msd.pdb + plumed.dat into DIR (inside the run dir)")
     p.add_argument("--frames", type=int, default=20, metavar="M", help="PATHMSD reference frames, equally spaced in RMSD (nm)")
     p.add_argument("--images", type=int, metavar="N", help="write N string/NEB images equally spaced in RMSD (nm)")
+    p.add_argument("--smooth", type=int, metavar="FRAMES",
+                   help="average the aligned path over this many frames before spacing (default: path frames / output frames; 1 = raw)")
     p.add_argument("--images-out", default="images.pdb", metavar="FILE", help="images file (.pdb, .h5, .dcd, .xtc; inside the run dir)")
     p.add_argument("--state-xml", type=int, nargs="+", metavar="FRAME", help="write OpenMM State XML files (positions nm, velocities nm/ps) of these frames")
     p.add_argument("--velocity-temperature", type=float, metavar="K",
@@ -800,6 +802,11 @@ def cmd_sample(args, run: Run) -> None:
     _say(args, f"sample: {ps.n_paths} paths x {frames_per_path} frames{hits} -> {dcd}")
 
 
+def _smoothing(args, path, n_out: int) -> int:
+    """Window of the running mean applied before equal-RMSD spacing (``--smooth``, else automatic)."""
+    return args.smooth if args.smooth is not None else max(1, path.n_frames // n_out)
+
+
 def cmd_export(args, run: Run) -> None:
     from . import pathcv
 
@@ -817,12 +824,14 @@ def cmd_export(args, run: Run) -> None:
         run.inputs["system"] = _system_info(system)
     temperature = args.velocity_temperature if args.velocity_temperature is not None else (system.temperature if system else None)
     if args.plumed:
-        res = pathcv.write_plumed_path(path, run.path(args.plumed), n_frames=args.frames, atom_indices=idx, overwrite=run.overwrite)
+        res = pathcv.write_plumed_path(path, run.path(args.plumed), n_frames=args.frames, atom_indices=idx, overwrite=run.overwrite,
+                                       smooth=_smoothing(args, path, args.frames))
         run.output("plumed_reference", res["pdb"])
         run.output("plumed_input", res["plumed"])
         run.results["plumed"] = {"n_frames": res["n_frames"], "lambda_per_nm2": res["lambda"], "mean_msd_nm2": res["mean_msd"]}
     if args.images:
-        res = pathcv.write_string_images(path, run.path(args.images_out), args.images, run.overwrite, atom_indices=idx)
+        res = pathcv.write_string_images(path, run.path(args.images_out), args.images, run.overwrite, atom_indices=idx,
+                                         smooth=_smoothing(args, path, args.images))
         run.output("images", res["images"])
         if res["topology"] is not None:
             run.output("images_topology", res["topology"])

@@ -109,6 +109,17 @@ def _chain_aligned(traj: mdtraj.Trajectory, idx: np.ndarray) -> np.ndarray:
     return out
 
 
+def _running_mean(x: np.ndarray, window: int) -> np.ndarray:
+    """Centred running mean over ``window`` frames (shrinking at the ends), endpoints kept."""
+    half = window // 2
+    c = np.concatenate([np.zeros_like(x[:1]), np.cumsum(x, axis=0)])
+    k = np.arange(len(x))
+    lo, hi = np.maximum(k - half, 0), np.minimum(k + half + 1, len(x))
+    out = (c[hi] - c[lo]) / (hi - lo)[:, None, None]
+    out[0], out[-1] = x[0], x[-1]
+    return out
+
+
 def _on_polyline(x: np.ndarray, s: np.ndarray, sigma: np.ndarray) -> np.ndarray:
     """Points at arc length ``sigma`` on the piecewise-linear curve through ``x`` (knots at ``s``)."""
     k = np.clip(np.searchsorted(s, sigma, side="right") - 1, 0, len(s) - 2)
@@ -126,6 +137,7 @@ def equally_spaced_frames(
     interpolate: bool = True,
     rtol: float = 1e-4,
     max_iter: int = 100,
+    smooth: int = 1,
 ) -> mdtraj.Trajectory:
     """``n_frames`` frames equally spaced in RMSD along the path ``traj``.
 
@@ -144,6 +156,10 @@ def equally_spaced_frames(
 
     ``interpolate=False``: the input frame nearest to each equal-arc-length target is **picked**
     (unaligned, exactly as in ``traj``); spacing is then only as even as the input allows.
+
+    ``smooth > 1``: the aligned path is first averaged over a centred window of that many frames
+    (endpoints kept). Use it for raw thermal paths, whose arc length is otherwise dominated by
+    fluctuations that fold the path back on itself.
     """
     n_frames = int(n_frames)
     if n_frames < 2:
@@ -152,6 +168,8 @@ def equally_spaced_frames(
         raise ValueError("the path needs at least 2 frames")
     idx = _atom_indices(traj, atom_indices)
     x = _chain_aligned(traj, idx)
+    if smooth > 1:
+        x = _running_mean(x, int(smooth))
     seg = np.sqrt(_pair_msd(x[:-1, idx], x[1:, idx]))
     s = np.concatenate([[0.0], np.cumsum(seg)])
     length = s[-1]
@@ -254,6 +272,7 @@ def write_plumed_path(
     label: str = "p",
     print_stride: int = 100,
     colvar_file: str = "COLVAR",
+    smooth: int = 1,
 ) -> dict[str, Any]:
     """Write a PLUMED ``PATHMSD`` reference (``pdb_name``) and input snippet (``plumed_name``).
 
@@ -275,12 +294,13 @@ def write_plumed_path(
 
     Returns ``{"pdb": Path, "plumed": Path, "lambda": float (nm^-2), "msd": array (nm^2, between
     consecutive frames), "mean_msd": float (nm^2), "n_frames": int, "atom_indices": array}``.
+    ``smooth``: running-mean window (frames) for raw thermal paths, see :func:`equally_spaced_frames`.
     """
     directory = Path(directory)
     pdb_path = check_writable(directory / pdb_name, overwrite)
     dat_path = check_writable(directory / plumed_name, overwrite)
     idx = _atom_indices(traj, atom_indices)
-    frames = equally_spaced_frames(traj, n_frames, idx)
+    frames = equally_spaced_frames(traj, n_frames, idx, smooth=smooth)
     pdb_text = _plumed_pdb_text(frames, idx, 1.0, 1.0)
 
     msd = _pair_msd(frames.xyz[:-1, idx].astype(np.float64), frames.xyz[1:, idx].astype(np.float64))
@@ -327,12 +347,14 @@ def write_string_images(
     overwrite: bool = False,
     *,
     atom_indices=None,
+    smooth: int = 1,
 ) -> dict[str, Path | None]:
     """Write ``n_images`` images equally spaced in RMSD (see :func:`equally_spaced_frames`).
 
     The format follows the suffix of ``path``: ``.pdb`` (multi-model), ``.h5`` (with topology), or
     ``.dcd``/``.xtc``/``.trr``/``.nc`` plus a topology PDB (first image) next to it, named
     ``<stem>_top.pdb``. Returns ``{"images": Path, "topology": Path or None}``.
+    ``smooth``: running-mean window (frames), see :func:`equally_spaced_frames`.
     """
     path = Path(path)
     suffix = path.suffix.lower()
@@ -342,7 +364,7 @@ def write_string_images(
     check_writable(path, overwrite)
     if top_path is not None:
         check_writable(top_path, overwrite)
-    images = equally_spaced_frames(traj, n_images, atom_indices)
+    images = equally_spaced_frames(traj, n_images, atom_indices, smooth=smooth)
     with ExitStack() as stack:
         tmp = stack.enter_context(atomic_path(path, overwrite))
         images.save(str(tmp))
