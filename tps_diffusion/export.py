@@ -17,13 +17,12 @@ import openmm
 import openmm.unit as unit
 
 from .io import atomic_path, check_writable
-from .molecule import MolecularSystem, as_positions
+from .molecule import as_md_topology, as_positions
 
 __all__ = [
     "WRITE_FORMATS",
     "write_trajectory",
     "load_trajectory",
-    "as_md_topology",
     "openmm_positions",
 ]
 
@@ -67,26 +66,6 @@ def write_trajectory(traj: mdtraj.Trajectory, path: str | os.PathLike, overwrite
         with atomic_path(top_path, overwrite) as tmp:
             traj[0].save_pdb(str(tmp))
     return path
-
-
-def as_md_topology(top) -> mdtraj.Topology:
-    """mdtraj Topology from a Topology (mdtraj/openmm), Trajectory, MolecularSystem or structure file."""
-    import openmm.app as app
-
-    if isinstance(top, mdtraj.Topology):
-        return top
-    if isinstance(top, mdtraj.Trajectory):
-        return top.topology
-    if isinstance(top, MolecularSystem):
-        return top.md_topology
-    if isinstance(top, app.Topology):
-        return mdtraj.Topology.from_openmm(top)
-    if isinstance(top, (str, os.PathLike)):
-        p = Path(top)
-        if not p.is_file():
-            raise FileNotFoundError(f"topology file not found: {p}")
-        return mdtraj.load_topology(str(p))
-    raise TypeError(f"cannot use {type(top).__name__} as a topology")
 
 
 def _n_atoms_in_file(path: Path) -> int | None:

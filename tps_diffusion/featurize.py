@@ -21,6 +21,7 @@ import mdtraj
 import numpy as np
 
 from .data import Normalizer
+from .molecule import as_md_topology
 
 __all__ = ["kabsch_rotation", "superpose", "CartesianFeaturizer"]
 
@@ -55,12 +56,6 @@ def superpose(mobile: np.ndarray, target: np.ndarray) -> np.ndarray:
     return (mobile - cm) @ r + ct
 
 
-def _md_topology(topology) -> mdtraj.Topology:
-    from .molecule import _md_topology as conv
-
-    return conv(topology)
-
-
 class CartesianFeaturizer:
     """Aligned, centred and scaled Cartesian coordinates of an atom selection.
 
@@ -74,7 +69,7 @@ class CartesianFeaturizer:
     """
 
     def __init__(self, topology, selection: str | Sequence[int] = "all", reference=None):
-        top = _md_topology(topology)
+        top = as_md_topology(topology)
         self.n_atoms = top.n_atoms
         if isinstance(selection, str):
             try:
@@ -224,7 +219,7 @@ class CartesianFeaturizer:
         self.mean = np.asarray(d["mean_nm"], dtype=np.float64)
         self.scale = float(d["scale_nm"])
         if topology is not None:
-            top = _md_topology(topology)
+            top = as_md_topology(topology)
             labels = [f"{top.atom(i).residue}-{top.atom(i).name}" for i in self.atom_indices if i < top.n_atoms]
             if top.n_atoms != self.n_atoms or (self.atom_labels and labels != self.atom_labels):
                 raise ValueError(f"featurizer was fitted on a different topology ({self.n_atoms} atoms) than the one given ({top.n_atoms} atoms)")

@@ -153,7 +153,7 @@ class CollectiveVariable:
 
     def atom_indices(self, topology) -> np.ndarray:
         """Resolve the selections against ``topology`` (mdtraj/openmm Topology or Trajectory)."""
-        top = _md_topology(topology)
+        top = as_md_topology(topology)
         cache = self.__dict__.setdefault("_cache", {})
         hit = cache.get(id(top))
         if hit is not None and hit[0]() is top and hit[1] == top.n_atoms:
@@ -368,7 +368,8 @@ def add_obc2(system: openmm.System, topology: app.Topology, solvent_dielectric: 
 # molecular system
 
 
-def _md_topology(top) -> mdtraj.Topology:
+def as_md_topology(top) -> mdtraj.Topology:
+    """mdtraj Topology from an mdtraj/OpenMM Topology, a Trajectory, a MolecularSystem or a structure file."""
     if isinstance(top, mdtraj.Topology):
         return top
     if isinstance(top, mdtraj.Trajectory):
@@ -377,7 +378,12 @@ def _md_topology(top) -> mdtraj.Topology:
         return mdtraj.Topology.from_openmm(top)
     if isinstance(top, MolecularSystem):
         return top.md_topology
-    raise TypeError(f"expected an mdtraj/openmm Topology, Trajectory or MolecularSystem, got {type(top).__name__}")
+    if isinstance(top, (str, os.PathLike)):
+        path = Path(top)
+        if not path.is_file():
+            raise FileNotFoundError(f"topology file not found: {path}; pass a PDB (or any file mdtraj reads) of the system")
+        return mdtraj.load_topology(str(path))
+    raise TypeError(f"expected an mdtraj/openmm Topology, Trajectory, MolecularSystem or structure file, got {type(top).__name__}")
 
 
 @functools.lru_cache(maxsize=16)
