@@ -13,7 +13,7 @@ install-test: install
 	$(PYTHON) -m tps_diffusion.ani --install
 
 demo: install
-	tps-diffusion run --config examples/aldp_small.toml --run-dir runs/demo --overwrite
+	$(PYTHON) -m tps_diffusion run --config examples/aldp_small.toml --run-dir runs/demo --overwrite
 
 test: install-test
 	$(PYTHON) -m pytest -q -p no:cacheprovider
