@@ -117,11 +117,11 @@ def load_trajectory(path: str | os.PathLike, top=None) -> mdtraj.Trajectory:
     try:
         traj = mdtraj.load(str(path))
     except Exception as exc:
-        raise ValueError(f"cannot read {path.name}: {exc}".splitlines()[0]) from None
+        raise ValueError(f"cannot read {path.name} as a trajectory ({type(exc).__name__}); check that the file is complete and its suffix names its format (.h5 .dcd .xtc .pdb ...)") from None
     if md_top is not None:
         diff = _same_atoms(traj.topology, md_top)
         if diff is not None:
-            raise ValueError(f"topology mismatch: {path.name} does not match the given topology ({diff})")
+            raise ValueError(f"topology mismatch: {path.name} does not match the given topology ({diff}); pass the matching topology (--top / top=) or system")
         traj.topology = md_top
     return traj
 

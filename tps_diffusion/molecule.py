@@ -88,7 +88,7 @@ def as_positions(positions, n_atoms: int | None = None, what: str = "positions")
         raise ValueError(f"{what} have {xyz.shape[1]} atoms but the topology has {n_atoms}")
     if not np.all(np.isfinite(xyz)):
         bad = np.unique(np.nonzero(~np.isfinite(xyz))[0])
-        raise ValueError(f"{what} contain NaN/inf values (frames {bad[:10].tolist()}{' ...' if len(bad) > 10 else ''})")
+        raise ValueError(f"{what} contain NaN/inf values (frames {bad[:10].tolist()}{' ...' if len(bad) > 10 else ''}); drop those frames (e.g. traj[mask]) or regenerate them")
     return xyz
 
 
