@@ -2,7 +2,7 @@
 
 import torch
 
-from tps_diffusion.schedule import alpha_sigma
+from tps_diffusion.core.schedule import alpha_sigma
 
 
 class GaussianDenoiser(torch.nn.Module):

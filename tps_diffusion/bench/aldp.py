@@ -1,6 +1,6 @@
 """All-atom alanine dipeptide C5 -> C7ax under the real force field (OpenMM), vacuum, 300 K.
 
-Pipeline (SPEC section 5, :mod:`tps_diffusion.pipeline`): plain MD started in the C5 and C7ax
+Pipeline (:mod:`tps_diffusion.molecular`; docs/method.md, sections 5-7): plain MD started in the C5 and C7ax
 minima (basins only) -> Cartesian features (Kabsch-aligned, normalised heavy atoms) ->
 denoiser -> geodesic C5 -> C7ax in diffusion spacetime -> annealed Langevin under
 amber99sbildn with a harmonic restraint towards the geodesic's targets -> hit rate, MaxEnergy
@@ -40,13 +40,19 @@ import mdtraj
 import numpy as np
 import torch
 
-from .. import pipeline
-from ..device import resolve_device
-from ..export import write_trajectory
-from ..io import atomic_path, check_writable, write_json
-from ..md import run_md
-from ..molecule import ALDP_STATE_RADIUS, _minimize_fixed_torsions, alanine_dipeptide
-from ..training import versions
+from ..core.device import resolve_device
+from ..molecular.catalogue import ALDP_STATE_RADIUS, alanine_dipeptide
+from ..molecular.dynamics import Dynamics
+from ..molecular.formats import write_trajectory
+from ..molecular.geodesic import molecular_geodesic
+from ..molecular.md import run_md
+from ..molecular.model import train_on_samples
+from ..molecular.paths import path_targets, sample_molecular_paths
+from ..molecular.system import minimize_with_fixed_torsions
+from ..plotting import plot_log_snr, plot_paths, save_figure
+from ..utils.angles import wrap
+from ..utils.files import check_writable, write_json
+from ..utils.provenance import versions
 
 START, END = "C5", "C7ax"
 
@@ -140,7 +146,7 @@ def crossing_analysis(phi: np.ndarray, psi: np.ndarray, start_centre, radius: fl
     crossing frame (NaN if none) and ``near_zero (P,)`` (crossing phi < pi/2).
     """
     d = np.stack([phi - start_centre[0], psi - start_centre[1]], -1)
-    d = (d + np.pi) % (2 * np.pi) - np.pi
+    d = wrap(d)
     inside = np.sqrt((d**2).sum(-1)) <= radius
     P, T = phi.shape
     t = np.arange(T)
@@ -176,9 +182,9 @@ def _sample_mode(system, model, geo, recipe: Recipe, n_paths: int, steps_per_poi
     done, chunk = 0, 0
     while done < n_paths:
         n = min(recipe.chunk_paths, n_paths - done)
-        ps = pipeline.sample_molecular_paths(system, model, geo, n, steps_per_point, seed=seed * 100_003 + chunk,
-                                             n_workers=recipe.n_workers, timestep=recipe.timestep, friction=recipe.friction,
-                                             temperature=recipe.temperature, progress=progress)
+        dyn = Dynamics(temperature=recipe.temperature, timestep=recipe.timestep, friction=recipe.friction,
+                       seed=seed * 100_003 + chunk, n_workers=recipe.n_workers)
+        ps = sample_molecular_paths(system, model, geo, n, steps_per_point, dynamics=dyn, progress=progress)
         seconds += ps.wall_time_s
         n_force += ps.n_force_evaluations
         n_energy += ps.n_energy_evaluations
@@ -205,8 +211,8 @@ def _sample_mode(system, model, geo, recipe: Recipe, n_paths: int, steps_per_poi
     cr = {k: np.concatenate([c[k] for c in cross]) for k in cross[0]}
     has = cr["index"] >= 0
     visit = {name: np.concatenate([v[name] for v in visits]) for name in visits[0]}
-    relaxed = np.array([system.potential_energy(_minimize_fixed_torsions(system, x, [system.cvs["phi"], system.cvs["psi"]])) - e0
-                        for x in cross_xyz])
+    torsions = [system.cvs["phi"], system.cvs["psi"]]
+    relaxed = np.array([system.potential_energy(minimize_with_fixed_torsions(system, x, torsions)) - e0 for x in cross_xyz])
     return {"max_e": max_e, "hit": hit, "final": fin, "crossing": cr, "has_crossing": has, "visit": visit, "tracks": plot_tracks,
             "relaxed": relaxed,
             "kept": kept, "seconds": seconds, "n_force": n_force, "n_energy": n_energy}
@@ -214,8 +220,8 @@ def _sample_mode(system, model, geo, recipe: Recipe, n_paths: int, steps_per_poi
 
 def _mode_entry(s: dict, geo, geo_seconds: float, n_paths: int, system, model, timestep: float, steps_per_point: int) -> dict:
     cr, has = s["crossing"], s["has_crossing"]
-    check = geo.molecular["metric_check"][0]
-    _, k = pipeline.path_targets(system, model, geo)
+    check, core = geo.metric_check[0], geo.geodesic
+    _, k = path_targets(system, model, geo)
     return {
         "n_paths": n_paths,
         "n_points": int(geo.curve.shape[1]),
@@ -240,16 +246,16 @@ def _mode_entry(s: dict, geo, geo_seconds: float, n_paths: int, system, model, t
         "energy_evals_analysis": int(s["n_energy"]),
         "sampling_seconds": s["seconds"],
         "geodesic_seconds": geo_seconds,
-        "geodesic_steps": geo.steps_done,
-        "curve_energy": float(geo.energy[0]),
-        "curve_length": float(geo.length[0]),
-        "min_lambda": float(geo.min_lambda[0]),
+        "geodesic_steps": core.steps_done,
+        "curve_energy": float(core.energy[0]),
+        "curve_length": float(core.length[0]),
+        "min_lambda": float(core.min_lambda[0]),
         "stiffness_min_kj_mol_nm2": float(k.min()),
         "stiffness_max_kj_mol_nm2": float(k.max()),
-        "metric_negative_mass": check["negative_mass"],
-        "metric_negative_fraction": check["negative_fraction"],
-        **({"min_kl_nats": float(geo.kl.min())} if geo.kl is not None else {}),
-        **({"geodesic_message": geo.message} if geo.message else {}),
+        "metric_negative_mass": check.negative_mass,
+        "metric_negative_fraction": check.negative_fraction,
+        **({"min_kl_nats": float(core.kl.min())} if core.kl is not None else {}),
+        **({"geodesic_message": core.message} if core.message else {}),
     }
 
 
@@ -275,10 +281,11 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
     e0 = float(system.potential_energy(system.positions_of(START)))
 
     # 1. MD samples in the basins
-    md = run_md(system, list(recipe.md_starts), recipe.md_steps, temperature=recipe.md_temperature, timestep=recipe.md_timestep,
-                friction=recipe.md_friction, report_interval=recipe.md_report_interval, seed=seed,
-                n_runs_per_start=recipe.md_runs_per_start, n_equilibration=recipe.md_equilibration,
-                n_workers=recipe.n_workers, progress=progress)
+    md_dynamics = Dynamics(temperature=recipe.md_temperature, timestep=recipe.md_timestep, friction=recipe.md_friction,
+                           seed=seed, n_workers=recipe.n_workers)
+    md = run_md(system, list(recipe.md_starts), recipe.md_steps, report_interval=recipe.md_report_interval,
+                dynamics=md_dynamics, n_runs_per_start=recipe.md_runs_per_start, n_equilibration=recipe.md_equilibration,
+                progress=progress)
     md_states = system.assign_states(md.trajectory)
     md_phi, md_psi = _dihedrals(system, md.trajectory)
     start_of_frame = np.repeat(np.array(recipe.md_starts), recipe.md_runs_per_start)[md.run_index]
@@ -295,7 +302,7 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
                    "equilibration_steps": recipe.md_equilibration, "report_interval": recipe.md_report_interval,
                    "timestep_ps": recipe.md_timestep, "friction_per_ps": recipe.md_friction, "seed": seed,
                    "integrator": "LangevinMiddleIntegrator", "platform": md.settings["platform"]}
-    model = pipeline.train_on_samples(
+    model = train_on_samples(
         system, md, recipe.selection,
         model_config=dict(hidden=recipe.hidden, depth=recipe.depth, sigma_data=recipe.sigma_data),
         train_config=dict(steps=recipe.train_steps, batch_size=recipe.batch_size, lr=recipe.lr,
@@ -315,8 +322,8 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
         if mode == "avoid":
             kw["rho_kl"] = recipe.rho_kl
         t0 = time.perf_counter()
-        geo = pipeline.molecular_geodesic(model, system, START, END, mode=mode, avoid=recipe.avoid_state if mode == "avoid" else None,
-                                          avoid_lam=recipe.avoid_lam, progress=progress, **kw)
+        geo = molecular_geodesic(model, system, START, END, mode=mode, avoid=recipe.avoid_state if mode == "avoid" else None,
+                                 avoid_lam=recipe.avoid_lam, progress=progress, **kw)
         geo_seconds = time.perf_counter() - t0
         n = recipe.n_paths if i == 0 else recipe.n_paths_other_modes
         k = recipe.k_of(mode)
@@ -328,9 +335,10 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
     main = results[recipe.mode]
 
     # thermal baseline: unbiased MD in C5, segments as long as one path
-    base = run_md(system, START, recipe.frames_per_path, temperature=recipe.temperature, timestep=recipe.timestep,
-                  friction=recipe.friction, report_interval=1, seed=seed + 99, n_runs_per_start=recipe.baseline_runs,
-                  n_equilibration=recipe.baseline_equilibration, n_workers=recipe.n_workers, progress=False)
+    base_dynamics = Dynamics(temperature=recipe.temperature, timestep=recipe.timestep, friction=recipe.friction,
+                             seed=seed + 99, n_workers=recipe.n_workers)
+    base = run_md(system, START, recipe.frames_per_path, report_interval=1, dynamics=base_dynamics,
+                  n_runs_per_start=recipe.baseline_runs, n_equilibration=recipe.baseline_equilibration, progress=False)
     base_max = base.potential_energy.reshape(recipe.baseline_runs, -1).max(1) - e0
 
     # 5. outputs
@@ -376,7 +384,7 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
         "md_data": {"n_frames": int(md.trajectory.n_frames), "frames_per_state": {k: int((md_states == k).sum()) for k in [*system.states, ""]},
                     "frames_crossed_to_other_phi_side": int(crossed.sum()), "recipe": data_recipe},
         "model": {"dim": model.dim, "n_selected_atoms": feat.n_selected, "feature_scale_nm": feat.scale,
-                  "endpoint_nn_q99": model.metadata["endpoint_check"]["nn_q99"]},
+                  "endpoint_nn_q99": model.endpoint_check.nn_q99},
         "modes": results,
         "outputs": {"json": out.name, "png": files["png"].name, "dcd": files["dcd"].name, "pdb": files["pdb"].name,
                     "paths_written": len(kept), "frame_stride": recipe.write_stride,
@@ -388,26 +396,15 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
         "machine": {"device": str(dev), "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
                     "processor": platform.processor() or platform.machine(), "openmm_platform": md.settings["platform"],
                     "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None},
-        "versions": {**versions(), "openmm": _openmm_version(), "mdtraj": mdtraj.__version__},
+        "versions": versions("torch", "openmm", "mdtraj"),
     }
     report["total_seconds"] = time.perf_counter() - t_start
     write_json(out, report, overwrite)
     return report
 
 
-def _openmm_version() -> str:
-    import openmm
-
-    return openmm.__version__
-
-
 def _plot(system, feat, model, md_phi, md_psi, samples: dict, geos: dict, path: Path, recipe: Recipe, overwrite: bool) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from ..plotting import plot_log_snr, plot_paths
 
     modes = list(samples)
     fig, axes = plt.subplots(1, len(modes) + 1, figsize=(4.6 * (len(modes) + 1), 4.2))
@@ -416,7 +413,7 @@ def _plot(system, feat, model, md_phi, md_psi, samples: dict, geos: dict, path: 
         h, _, _ = np.histogram2d(md_phi, md_psi, bins=[bins, bins])
         ax.pcolormesh(bins, bins, np.log1p(h).T, cmap="Greys", shading="flat")
         plot_paths(np.array(samples[mode]["tracks"]), ax=ax, n_show=recipe.plot_paths, color="C0", alpha=0.3)
-        targets, _ = pipeline.path_targets(system, model, geos[mode])
+        targets, _ = path_targets(system, model, geos[mode])
         tphi, tpsi = _target_dihedrals(system, feat, targets)
         ax.plot(tphi, tpsi, "r.", ms=3, label="geodesic targets x/alpha")
         for name, st in system.states.items():
@@ -427,11 +424,9 @@ def _plot(system, feat, model, md_phi, md_psi, samples: dict, geos: dict, path: 
                title=f"{mode}: hit {r['hit'].mean():.0%}, {len(r['hit'])} paths")
         ax.legend(loc="lower left", fontsize=7)
     for mode in modes:
-        plot_log_snr(geos[mode].lam[0].cpu().numpy(), ax=axes[-1], label=mode)
+        plot_log_snr(geos[mode].geodesic.lam[0].cpu().numpy(), ax=axes[-1], label=mode)
     axes[-1].set_title("log-SNR along the geodesics")
     axes[-1].legend(fontsize=7)
     fig.suptitle("alanine dipeptide C5 -> C7ax (amber99sbildn, vacuum, 300 K); grey: training data (log counts)", fontsize=9)
     fig.tight_layout()
-    with atomic_path(path, overwrite) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, overwrite)

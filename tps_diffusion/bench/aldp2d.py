@@ -15,15 +15,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..data import Normalizer
-from ..device import resolve_device
-from ..geodesic import GeodesicConfig, optimise_geodesic
-from ..io import atomic_path, check_writable, write_json
-from ..metrics import hit_rate, minimax_bound, periodic_distance
-from ..model import DenoiserConfig
-from ..potentials import load_aldp_surface
-from ..sampler import annealed_langevin, langevin, tilt_schedule
-from ..training import TrainConfig, train, versions
+from ..core.denoiser import DenoiserConfig
+from ..core.device import resolve_device
+from ..core.geodesic import GeodesicConfig, optimise_geodesic
+from ..core.langevin import annealed_langevin, langevin, tilt_schedule
+from ..core.normalizer import Normalizer
+from ..core.training import TrainConfig, train
+from ..potentials.metrics import hit_rate, minimax_bound
+from ..potentials.surfaces import load_aldp_surface
+from ..utils.angles import periodic_distance, wrap
+from ..utils.files import check_writable, write_json
+from ..utils.provenance import versions
 
 X_START = (-2.55, 2.70)
 X_END = (0.95, -0.40)
@@ -72,7 +74,7 @@ def training_data(U, recipe: Recipe, seed: int) -> tuple[np.ndarray, int]:
     y, _ = langevin(U, starts, recipe.chain_burn_in, recipe.chain_ds, seed=seed)
     _, frames = langevin(U, y, recipe.chain_steps - recipe.chain_burn_in, recipe.chain_ds, seed=seed + 1,
                          record_every=recipe.chain_record_every)
-    samples = (frames.reshape(-1, 2).numpy() + math.pi) % (2 * math.pi) - math.pi
+    samples = wrap(frames.reshape(-1, 2).numpy())
     return samples, len(starts) * recipe.chain_steps
 
 
@@ -158,7 +160,7 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
         "quick": quick,
         "machine": {"device": str(dev), "cpu_count": torch.get_num_threads(), "processor": platform.processor() or platform.machine(),
                     "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None},
-        "versions": versions(),
+        "versions": versions("torch"),
     }
     write_json(out, report, overwrite)
     return report
@@ -167,13 +169,13 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
 def _plot(U, geo, paths: np.ndarray, mode: str, path: Path, recipe: Recipe, overwrite: bool) -> None:
     import matplotlib.pyplot as plt
 
-    from ..plotting import plot_log_snr, plot_paths, plot_surface
+    from ..plotting import plot_log_snr, plot_paths, plot_surface, save_figure
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     plot_surface(U.grid_values, U.grid_axes, ax=ax1, vmax=60.0, label="U (kT)")
     plot_paths(paths, ax=ax1, n_show=30)
     trace = geo.curve[0, :, 1:].cpu().numpy()
-    ax1.plot(*((trace + math.pi) % (2 * math.pi) - math.pi).T, "r.", ms=2, label="geodesic x(s)")
+    ax1.plot(*wrap(trace).T, "r.", ms=2, label="geodesic x(s)")
     if mode == "avoid":
         ax1.add_patch(plt.Circle(FORBIDDEN[1:], REGION_RADIUS, color="r", fill=False, ls="--"))
     ax1.set(xlabel="phi (rad)", ylabel="psi (rad)", title=f"aldp2d, {mode}")
@@ -182,6 +184,4 @@ def _plot(U, geo, paths: np.ndarray, mode: str, path: Path, recipe: Recipe, over
     plot_log_snr(geo.lam[0].cpu().numpy(), ax=ax2, threshold=threshold)
     ax2.set_title("log-SNR along the geodesic")
     fig.tight_layout()
-    with atomic_path(path, overwrite) as tmp:
-        fig.savefig(tmp, dpi=110)
-    plt.close(fig)
+    save_figure(fig, path, overwrite)

@@ -46,11 +46,11 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from ..device import resolve_device
-from ..geometry import curve_energy, curve_energy_and_grad, expectation_params, natural_params, rademacher
-from ..io import check_writable, write_json
-from ..model import Denoiser, DenoiserConfig
-from ..training import versions
+from ..core.denoiser import Denoiser, DenoiserConfig
+from ..core.device import resolve_device
+from ..core.geometry import curve_energy, curve_energy_and_grad, expectation_params, natural_params, rademacher
+from ..utils.files import check_writable, write_json
+from ..utils.provenance import versions
 
 __all__ = ["KernelRecipe", "run"]
 
@@ -527,8 +527,8 @@ def _time_sampler(call: Callable[[], object], n_walker_steps: int, recipe: Kerne
 
 
 def _sampler_2d(recipe: KernelRecipe, dev: torch.device, seed: int, progress: bool) -> dict:
-    from ..potentials import load_aldp_surface
-    from ..sampler import annealed_langevin
+    from ..core.langevin import annealed_langevin
+    from ..potentials.surfaces import load_aldp_surface
     from .aldp2d import X_END, X_START
 
     U = load_aldp_surface().to(dev)
@@ -552,15 +552,15 @@ def _sampler_2d(recipe: KernelRecipe, dev: torch.device, seed: int, progress: bo
 
 
 def _sampler_ani(recipe: KernelRecipe, dev: torch.device, seed: int, progress: bool) -> dict:
-    from ..potentials import systems_dir
-    from ..sampler import annealed_langevin
+    from ..core.langevin import annealed_langevin
+    from ..utils.systems_dir import systems_dir
 
     pdb = systems_dir() / "alanine_dipeptide" / "C5_min.pdb"
     info: dict = {"potential": "ANI-1x (8-model ensemble), all-atom alanine dipeptide in vacuum", "pdb": str(pdb)}
     try:
         import mdtraj
 
-        from ..ani import ANIPotential
+        from ..potentials.ani import ANIPotential
 
         traj = mdtraj.load(str(pdb))
         t0 = time.perf_counter()
@@ -815,7 +815,7 @@ def run(out: str | Path, device: str = "auto", quick: bool = False, overwrite: b
             "precision": precision,
             "compile": compile_info,
             "sampler": sampler,
-            "versions": versions(),
+            "versions": versions("torch"),
         }
         report["seconds_total"] = time.perf_counter() - t_start
         report["table"] = _table(report)

@@ -1,0 +1,81 @@
+"""Training: the learned denoiser approaches the closed form; checkpoints resume exactly."""
+
+import numpy as np
+import pytest
+import torch
+
+from tps_diffusion.core.denoiser import DenoiserConfig
+from tps_diffusion.core.normalizer import Normalizer
+from tps_diffusion.core.training import DiffusionModel, TrainConfig, train
+
+from conftest import GaussianDenoiser
+
+SMALL = dict(hidden=64, depth=2, n_freq=2, lam_freq=4)
+
+
+def gaussian_samples(n=4000, seed=0):
+    return np.random.default_rng(seed).normal([1.0, -2.0], 0.5, size=(n, 2))
+
+
+def test_denoiser_learns_gaussian_posterior_mean():
+    samples = gaussian_samples()
+    model = train(samples, DenoiserConfig(dim=2, sigma_data=1.0, **SMALL), TrainConfig(steps=800, batch_size=256, lr=3e-3, lam_min=-6, lam_max=6, lam_sampling="importance"), progress=False, device="cpu")
+    norm = model.normalizer
+    # in model units the data are N((m - mean)/scale, (s/scale)^2)
+    exact = GaussianDenoiser(norm.forward(np.array([1.0, -2.0])), 0.5 / norm.scale)
+    torch.manual_seed(1)
+    lam = torch.linspace(-4, 4, 200, dtype=torch.float64)
+    x0 = torch.randn(200, 2, dtype=torch.float64) * 0.5 / norm.scale + exact.mean
+    from tps_diffusion.core.schedule import add_noise
+    x = add_noise(x0, lam)
+    with torch.no_grad():
+        learned = model.denoiser(x.float(), lam.float()).double()
+    err = (learned - exact(x, lam)).norm(dim=-1)
+    scale = (x0 - exact.mean).norm(dim=-1).mean()
+    assert err.mean() < 0.1 * scale  # well below the spread of the data
+
+
+def test_resume_reproduces_uninterrupted_training(tmp_path):
+    samples = gaussian_samples(500)
+    cfg = DenoiserConfig(dim=2, sigma_data=1.0, **SMALL)
+    straight = train(samples, cfg, TrainConfig(steps=60, batch_size=64, checkpoint_every=30), checkpoint=tmp_path / "a.pt", progress=False, device="cpu")
+    train(samples, cfg, TrainConfig(steps=30, batch_size=64, checkpoint_every=30), checkpoint=tmp_path / "b.pt", progress=False, device="cpu")
+    resumed = train(samples, cfg, TrainConfig(steps=60, batch_size=64, checkpoint_every=30), checkpoint=tmp_path / "b.pt", resume=True, progress=False, device="cpu")
+    for p, q in zip(straight.denoiser.parameters(), resumed.denoiser.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    loaded = DiffusionModel.load(tmp_path / "b.pt", device="cpu")
+    ckpt = torch.load(tmp_path / "b.pt", weights_only=False)
+    assert ckpt["step"] == 60 and ckpt["train_config"]["steps"] == 60
+    assert set(ckpt["versions"]) >= {"tps_diffusion", "torch", "numpy", "python"}
+    np.testing.assert_allclose(loaded.normalizer.mean, Normalizer.fit(samples).mean)
+    x, lam = torch.randn(5, 2), torch.zeros(5)
+    torch.testing.assert_close(loaded.denoiser(x, lam), resumed.denoiser(x, lam))
+
+
+def test_checkpoint_errors(tmp_path):
+    samples = gaussian_samples(300)
+    path = tmp_path / "m.pt"
+    train(samples, DenoiserConfig(dim=2, **SMALL), TrainConfig(steps=5, batch_size=32), checkpoint=path, progress=False, device="cpu")
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError, match="overwrite"):
+        train(samples, DenoiserConfig(dim=2, **SMALL), TrainConfig(steps=5, batch_size=32), checkpoint=path, progress=False, device="cpu")
+    with pytest.raises(ValueError, match="hidden=64, not 32"):
+        train(samples, DenoiserConfig(dim=2, **{**SMALL, "hidden": 32}), TrainConfig(steps=10, batch_size=32), checkpoint=path, resume=True, progress=False, device="cpu")
+    with pytest.raises(ValueError, match="lr=0.001, not 0.01"):
+        train(samples, DenoiserConfig(dim=2, **SMALL), TrainConfig(steps=10, batch_size=32, lr=0.01), checkpoint=path, resume=True, progress=False, device="cpu")
+    assert path.read_bytes() == before  # nothing lost
+    bad = tmp_path / "bad.pt"
+    bad.write_text("not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable tps_diffusion checkpoint"):
+        DiffusionModel.load(bad)
+    with pytest.raises(FileNotFoundError, match="train a model first"):
+        DiffusionModel.load(tmp_path / "missing.pt")
+
+
+def test_bad_samples_are_rejected():
+    with pytest.raises(ValueError, match="NaN"):
+        train(np.array([[0.0, np.nan], [1.0, 2.0], [0.5, 0.5]]), progress=False)
+    with pytest.raises(ValueError, match="2-D array"):
+        train(np.zeros(10), progress=False)
+    with pytest.raises(ValueError, match="unknown lam_sampling"):
+        TrainConfig(lam_sampling="fancy")

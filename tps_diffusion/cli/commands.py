@@ -1,0 +1,357 @@
+"""The pipeline commands: each reads its inputs, calls the library and records outputs in its run
+directory (:class:`~tps_diffusion.cli.rundir.Run`). ``bench`` writes a JSON report instead."""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import sys
+import warnings
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ..handoff import write_ops_storage, write_plumed_path, write_state_xml, write_string_images
+from ..molecular.committor import committor, transition_state_ensemble
+from ..molecular.dynamics import Dynamics
+from ..molecular.formats import load_samples, write_trajectory
+from ..molecular.geodesic import MolecularGeodesic, molecular_geodesic
+from ..molecular.md import run_md
+from ..molecular.model import MolecularModel, train_on_samples
+from ..molecular.paths import sample_molecular_paths
+from ..plotting import plot_committor, plot_cv_paths, plot_log_snr, plot_path_energies, save_figure
+from ..utils.files import atomic_path, write_json
+from ..utils.provenance import jsonable
+from .inputs import atom_selection, load_path, load_system, spec_input, structure, system_info
+from .rundir import PROG, Run, producer_manifest, sha256
+
+PATHS_FORMAT = "tps_diffusion.paths/1"
+
+
+# ---------------------------------------------------------------------------------------------
+# output and options
+
+
+def say(args, msg: str) -> None:
+    if not args.quiet:
+        print(msg, flush=True)
+
+
+def given(args, names: dict[str, str]) -> dict:
+    """``{library_name: value}`` for the options in ``names`` that were given (not None)."""
+    return {key: getattr(args, opt) for opt, key in names.items() if getattr(args, opt) is not None}
+
+
+def dynamics(args, **fixed) -> Dynamics:
+    """The :class:`Dynamics` of the options temperature, timestep, friction, platform, seed, workers given."""
+    names = {"temperature": "temperature", "timestep": "timestep", "friction": "friction", "platform": "platform",
+             "seed": "seed", "workers": "n_workers"}
+    return Dynamics(**{**given(args, {k: v for k, v in names.items() if hasattr(args, k)}), **fixed})
+
+
+# ---------------------------------------------------------------------------------------------
+# commands
+
+
+def cmd_bench(args, argv) -> None:
+    try:
+        mod = importlib.import_module(f"..bench.{args.benchmark}", __package__)
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.endswith(f"bench.{args.benchmark}"):
+            raise RuntimeError(f"benchmark {args.benchmark!r} is not available in this installation "
+                               f"(tps_diffusion/bench/{args.benchmark}.py missing)") from None
+        raise
+    params = inspect.signature(mod.run).parameters
+    kw = dict(out=args.out, quick=args.quick, device=args.device, overwrite=args.overwrite, progress=not args.quiet)
+    if "seed" in params:
+        kw["seed"] = args.seed
+    if args.paths is not None:
+        if "n_paths" not in params:
+            raise ValueError(f"--paths does not apply to bench {args.benchmark}")
+        kw["n_paths"] = args.paths
+    mod.run(**{k: v for k, v in kw.items() if k in params})
+    say(args, f"bench {args.benchmark}: wrote {args.out}")
+
+
+def cmd_simulate(args, run: Run) -> None:
+    system = load_system(args.system, args.temperature)
+    states = args.states or sorted(system.state_positions)
+    if not states:
+        raise ValueError(f"system {system.name} has no state structures; cannot start MD from states")
+    md = run_md(system, list(states), n_steps=args.steps, report_interval=args.report_interval,
+                dynamics=dynamics(args), n_runs_per_start=args.runs_per_state, n_equilibration=args.equilibration,
+                progress=run.progress)
+    traj_path = run.path(f"samples.{args.format}")
+    write_trajectory(md.trajectory, traj_path, overwrite=run.overwrite, topology_pdb=args.format in ("dcd", "xtc"))
+    run.output("trajectory", traj_path)
+    if args.format in ("dcd", "xtc"):
+        run.output("topology", traj_path.with_suffix(".pdb"))
+    npz = run.path("samples.npz")
+    with atomic_path(npz, run.overwrite) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, potential_energy_kJ_mol=md.potential_energy, run_index=md.run_index, time_ps=md.trajectory.time,
+                 seeds=np.asarray(md.seeds), start_states=np.repeat(np.asarray(states), args.runs_per_state))
+    run.output("energies", npz)
+    assigned = system.assign_states(md.trajectory)
+    occupancy = {name: float(np.mean(assigned == name)) for name in system.states}
+    occupancy["none"] = float(np.mean(assigned == ""))
+    run.inputs["system"] = system_info(system)
+    energy = md.potential_energy
+    run.results = {"n_frames": md.trajectory.n_frames, "n_runs": md.n_runs, "start_states": states,
+                   "state_occupancy": occupancy, "n_force_evaluations": md.n_force_evaluations,
+                   "steps_per_second": md.steps_per_second, "md_wall_time_s": md.wall_time_s,
+                   "potential_energy_kJ_mol": {"mean": float(energy.mean()), "min": float(energy.min()),
+                                               "max": float(energy.max())},
+                   "md_settings": md.settings}
+    say(args, f"simulate: {md.trajectory.n_frames} frames from {md.n_runs} runs -> {traj_path}")
+
+
+def cmd_train(args, run: Run) -> None:
+    for f in args.data:
+        if not Path(f).is_file():
+            raise FileNotFoundError(f"--data file not found: {f}")
+    producer = producer_manifest(args.data[0]) or {}
+    sim_settings = producer.get("settings", {}) if producer.get("command") == "simulate" else {}
+    system = load_system(args.system or sim_settings.get("system"), sim_settings.get("temperature"))
+    traj = load_samples(args.data, top=args.top if args.top is not None else system)
+    run.input("data", args.data)
+    if args.top is not None:
+        run.input("top", args.top)
+    run.inputs["system"] = system_info(system)
+    recipe = {"files": [str(Path(f).resolve()) for f in args.data], "n_frames": traj.n_frames}
+    if sim_settings:
+        recipe["simulate"] = {**sim_settings, "md_settings": producer.get("results", {}).get("md_settings")}
+    model_cfg = given(args, {"hidden": "hidden", "depth": "depth"})
+    train_cfg = given(args, {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "warmup": "warmup",
+                             "lam_min": "lam_min", "lam_max": "lam_max", "lam_sampling": "lam_sampling",
+                             "checkpoint_every": "checkpoint_every", "seed": "seed"})
+    ckpt = run.path("model.pt")
+    if args.resume and not ckpt.is_file():
+        say(args, f"train: no checkpoint in {run.dir} yet; starting from scratch")
+    try:
+        model = train_on_samples(system, traj, args.selection, model_config=model_cfg, train_config=train_cfg,
+                                 checkpoint=ckpt, overwrite=run.overwrite, resume=args.resume, data_recipe=recipe,
+                                 device=args.device, progress=run.progress)
+    except KeyboardInterrupt:
+        if ckpt.is_file():
+            run.output("checkpoint", ckpt)
+            run.finish("interrupted")
+            raise KeyboardInterrupt(f"training interrupted; continue from the last checkpoint with: "
+                                    f"{PROG} train ... --run-dir {run.dir} --resume") from None
+        raise
+    run.output("checkpoint", ckpt)
+    feat = model.featurizer
+    run.results = {"n_samples": traj.n_frames, "n_features": feat.n_features, "n_selected_atoms": feat.n_selected,
+                   "feature_scale_nm": feat.scale, "train_seconds": model.train_seconds,
+                   "train_config": vars(model.train_config), "model_config": model.denoiser.config.to_dict()}
+    say(args, f"train: {traj.n_frames} samples x {feat.n_features} features -> {ckpt}")
+
+
+def cmd_geodesic(args, run: Run) -> None:
+    if args.mode == "avoid" and args.avoid is None:
+        raise ValueError("--mode avoid needs --avoid STATE|FILE (the forbidden region)")
+    model = MolecularModel.load(args.model, None, device=args.device)
+    system = load_system(args.system or model.system_name)
+    model.check_system(system)
+    run.input("model", args.model)
+    for key in ("start", "end", "avoid"):
+        spec_input(run, key, getattr(args, key))
+    run.inputs["system"] = system_info(system)
+    start, end = structure(system, args.start), structure(system, args.end)
+    avoid = None if args.avoid is None else structure(system, args.avoid)
+    overrides = given(args, {"rho_var": "rho_var", "rho_kl": "rho_kl", "lam_end": "lam_end", "points": "n_points",
+                             "nodes": "n_nodes", "steps": "steps", "lr": "lr", "probes": "n_probes", "seed": "seed"})
+    geo = molecular_geodesic(model, system, start, end, mode=args.mode, avoid=avoid if args.mode == "avoid" else None,
+                             avoid_lam=args.avoid_lam, check=not args.no_check, progress=run.progress, **overrides)
+    geo.labels.update(model=str(Path(args.model).resolve()), model_sha256=sha256(Path(args.model)),
+                      start=str(args.start), end=str(args.end))
+    out = run.path("geodesic.npz")
+    geo.save(out, run.overwrite)
+    run.output("geodesic", out)
+
+    cfg, core = geo.config, geo.geodesic
+    fig, ax = plt.subplots(figsize=(6, 4))
+    plot_log_snr(core.lam[0].detach().cpu().numpy(), ax=ax, threshold=cfg.rho_var if cfg.mode != "unconstrained" else None,
+                 label=f"geodesic ({cfg.mode})")
+    ax.set_title(f"{system.name}: {args.start} -> {args.end}")
+    ax.legend(loc="best", fontsize="small")
+    fig.tight_layout()
+    png = save_figure(fig, run.path("geodesic.png"), run.overwrite)
+    run.output("plot", png)
+    run.results = {"min_lambda": float(core.min_lambda.min()), "curve_energy": float(core.energy[0]),
+                   "curve_length": float(core.length[0]), "steps_done": core.steps_done, "seconds": core.seconds,
+                   "message": core.message, "config": cfg.to_dict(),
+                   "min_kl_nats": None if core.kl is None else float(core.kl.min())}
+    if core.message:
+        print(f"{PROG}: warning: {core.message}", file=sys.stderr)
+    say(args, f"geodesic: {cfg.mode}, min log-SNR {float(core.min_lambda.min()):.3g} -> {out}")
+
+
+def cmd_sample(args, run: Run) -> None:
+    geo = MolecularGeodesic.load(args.geodesic)
+    model_path = args.model if args.model is not None else Path(geo.labels["model"])
+    model = MolecularModel.load(model_path, None, device="cpu")
+    if sha256(model_path) != geo.labels.get("model_sha256"):
+        warnings.warn(f"{model_path} is not the model the geodesic was made with", RuntimeWarning, stacklevel=1)
+    temperature = args.temperature if args.temperature is not None else model.temperature
+    system = load_system(args.system or geo.labels.get("system"), temperature)
+    model.check_system(system)
+    run.input("geodesic", args.geodesic)
+    run.input("model", model_path)
+    spec_input(run, "start", args.start)
+    run.inputs["system"] = system_info(system)
+    start = None
+    if args.start is not None:
+        s = structure(system, args.start)
+        start = s if isinstance(s, str) else np.asarray(s.xyz[0], dtype=float)
+    ps = sample_molecular_paths(system, model, geo, n_paths=args.paths, steps_per_point=args.steps_per_point,
+                                dynamics=dynamics(args), start=start, record_interval=args.record_interval,
+                                progress=run.progress)
+    dcd = run.path("paths.dcd")
+    write_trajectory(ps.joined(), dcd, overwrite=run.overwrite, topology_pdb=True)
+    run.output("paths", dcd)
+    run.output("topology", dcd.with_suffix(".pdb"))
+    npz = run.path("paths.npz")
+    with atomic_path(npz, run.overwrite) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, energies_kJ_mol=ps.energies, tilt_energies_kJ_mol=ps.tilt_energies, point_index=ps.point_index,
+                 time_ps=ps.trajectories[0].time)
+    run.output("energies", npz)
+
+    end_label = geo.labels.get("end", geo.end().label)
+    reached = system.states[end_label].contains(ps.final_frames()).tolist() if end_label in system.states else None
+    max_e = ps.max_energy()
+    frames_per_path = ps.trajectories[0].n_frames
+    info = {"format": PATHS_FORMAT, "system": system.name, "n_paths": ps.n_paths, "frames_per_path": frames_per_path,
+            "trajectory": dcd.name, "topology": dcd.with_suffix(".pdb").name, "energies": npz.name,
+            "start": geo.labels.get("start", geo.start().label) if start is None else args.start, "end": end_label,
+            "end_state_reached": reached, "max_energy_kJ_mol": max_e, "n_force_evaluations": ps.n_force_evaluations,
+            "n_energy_evaluations": ps.n_energy_evaluations, "seeds": ps.seeds, "settings": ps.settings,
+            "wall_time_s": ps.wall_time_s}
+    js = run.path("paths.json")
+    write_json(js, jsonable(info), run.overwrite)
+    run.output("summary", js)
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    plot_cv_paths(system, ps.trajectories, ax=ax1)
+    ax1.set_title(f"{ps.n_paths} paths, {system.name}")
+    plot_path_energies(ps.energies, ax=ax2, n_show=50)
+    ax2.set_title("force-field energy along the paths")
+    fig.tight_layout()
+    png = save_figure(fig, run.path("paths.png"), run.overwrite)
+    run.output("plot", png)
+    finite = max_e[np.isfinite(max_e)]
+    summary = ({"mean": float(finite.mean()), "std": float(finite.std()), "min": float(finite.min())} if len(finite)
+               else {"mean": None, "std": None, "min": None})
+    run.results = {"n_paths": ps.n_paths, "frames_per_path": frames_per_path, "max_energy_kJ_mol": summary,
+                   "end_state": end_label, "end_state_hit_rate": None if reached is None else float(np.mean(reached)),
+                   "n_force_evaluations": ps.n_force_evaluations, "sampling_wall_time_s": ps.wall_time_s,
+                   "sampler_settings": ps.settings}
+    hits = "" if reached is None else f", {np.mean(reached):.0%} end in {end_label}"
+    say(args, f"sample: {ps.n_paths} paths x {frames_per_path} frames{hits} -> {dcd}")
+
+
+def smoothing(args, path, n_out: int) -> int:
+    """Window of the running mean applied before equal-RMSD spacing (``--smooth``, else automatic)."""
+    return args.smooth if args.smooth is not None else max(1, path.n_frames // n_out)
+
+
+def cmd_export(args, run: Run) -> None:
+    if not (args.plumed or args.images or args.state_xml or args.ops):
+        raise ValueError("nothing to export: give --plumed [DIR], --images N, --state-xml FRAME ... and/or --ops")
+    path, side, n_paths, fpp = load_path(args)
+    run.input("paths", args.paths)
+    if args.top is not None:
+        run.input("top", args.top)
+    idx = atom_selection(path.topology, args.selection)
+    run.results = {"path_index": args.path_index, "n_paths_in_file": n_paths, "frames_per_path": fpp,
+                   "n_atoms_selected": len(idx)}
+    system = None
+    if args.state_xml or args.ops:
+        system = load_system(args.system or side.get("system"))
+        run.inputs["system"] = system_info(system)
+    temperature = args.velocity_temperature if args.velocity_temperature is not None else (
+        system.temperature if system else None)
+    if args.plumed:
+        res = write_plumed_path(path, run.path(args.plumed), n_frames=args.frames, atom_indices=idx,
+                                overwrite=run.overwrite, smooth=smoothing(args, path, args.frames))
+        run.output("plumed_reference", res["pdb"])
+        run.output("plumed_input", res["plumed"])
+        run.results["plumed"] = {"n_frames": res["n_frames"], "lambda_per_nm2": res["lambda"],
+                                 "mean_msd_nm2": res["mean_msd"]}
+    if args.images:
+        res = write_string_images(path, run.path(args.images_out), args.images, run.overwrite, atom_indices=idx,
+                                  smooth=smoothing(args, path, args.images))
+        run.output("images", res["images"])
+        if res["topology"] is not None:
+            run.output("images_topology", res["topology"])
+        run.results["images"] = {"n_images": args.images}
+    if args.state_xml:
+        files = write_state_xml(system, path, args.state_xml, run.path("states"), temperature=temperature,
+                                overwrite=run.overwrite, seed=args.seed)
+        for f, p in zip(args.state_xml, files):
+            run.output(f"state_xml_{f}", p)
+        run.results["state_xml"] = {"frames": args.state_xml, "velocity_temperature_K": temperature}
+    if args.ops:
+        out = write_ops_storage(path, system, run.path("ops.nc"), temperature=temperature, timestep=args.ops_timestep,
+                                friction=args.ops_friction, n_steps_per_frame=args.ops_steps_per_frame,
+                                overwrite=run.overwrite)
+        run.output("ops_storage", out)
+        run.results["ops"] = {"temperature_K": temperature, "timestep_ps": args.ops_timestep,
+                              "friction_per_ps": args.ops_friction, "n_steps_per_frame": args.ops_steps_per_frame}
+    say(args, f"export: path {args.path_index} ({fpp} frames) -> {run.dir}")
+
+
+def cmd_analyze(args, run: Run) -> None:
+    path, side, n_paths, fpp = load_path(args)
+    run.input("paths", args.paths)
+    if args.top is not None:
+        run.input("top", args.top)
+    system = load_system(args.system or side.get("system"), args.temperature)
+    run.inputs["system"] = system_info(system)
+    if path.n_atoms != system.n_atoms:
+        raise ValueError(f"the path has {path.n_atoms} atoms, system {system.name} has {system.n_atoms}")
+    assigned = system.assign_states(path[[0, -1]])
+    a = args.state_a or assigned[0]
+    b = args.state_b or assigned[1]
+    for which, name, opt in (("first", a, "--state-a"), ("last", b, "--state-b")):
+        if not name:
+            raise ValueError(f"the path's {which} frame lies in no state; name the state with {opt} "
+                             f"(known: {', '.join(system.states)})")
+        if name not in system.states:
+            raise ValueError(f"unknown state {name!r} for {system.name}; known states: {', '.join(system.states)}")
+    if a == b:
+        raise ValueError(f"states A and B are both {a!r}; pass different --state-a/--state-b")
+    frames = args.frames if args.frames else sorted(set(np.linspace(0, fpp - 1, min(10, fpp)).round().astype(int).tolist()))
+    for f in frames:
+        if not -fpp <= f < fpp:
+            raise IndexError(f"frame {f} out of range for a path of {fpp} frames")
+    frames = [int(f) % fpp for f in frames]
+    sa, sb = system.states[a], system.states[b]
+
+    def in_a(x):
+        return sa.contains(system.to_trajectory(x))
+
+    def in_b(x):
+        return sb.contains(system.to_trajectory(x))
+
+    res = committor(system, path.xyz[frames], in_a, in_b, n_shots=args.shots, max_steps=args.max_steps,
+                    check_interval=args.check_interval, dynamics=dynamics(args), progress=run.progress)
+    tse = transition_state_ensemble(res, tol=args.tse_tol)
+    report = {"state_a": a, "state_b": b, "path_index": args.path_index, "frames": frames,
+              "transition_state_ensemble": {"frames": [frames[i] for i in tse], "indices": tse.tolist(),
+                                            "tol": args.tse_tol},
+              **res.as_dict()}
+    js = run.path("committor.json")
+    write_json(js, jsonable(report), run.overwrite)
+    run.output("committor", js)
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    plot_committor(res, ax=ax, x=np.asarray(frames))
+    ax.set_xlabel(f"frame of path {args.path_index}")
+    ax.set_title(f"committor to {b} (from {a})")
+    fig.tight_layout()
+    png = save_figure(fig, run.path("committor.png"), run.overwrite)
+    run.output("plot", png)
+    run.results = {"state_a": a, "state_b": b, "frames": frames, "p_B": report["p_B"], "ci_low": report["ci_low"],
+                   "ci_high": report["ci_high"], "tse_frames": report["transition_state_ensemble"]["frames"],
+                   "n_force_evaluations": res.n_force_evaluations}
+    say(args, f"analyze: committor of {len(frames)} frames ({args.shots} shots each) -> {js}")

@@ -1,0 +1,78 @@
+"""Entry point of ``tps-diffusion``: parse, run the command in its run directory, report errors in one line."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from typing import Sequence
+
+from . import commands
+from .commands import say
+from .config import run_config
+from .parser import STAGES, UsageError, build_parser
+from .rundir import MANIFEST, PROG, USER_ERRORS, Run, one_line
+
+COMMANDS = {"simulate": commands.cmd_simulate, "train": commands.cmd_train, "geodesic": commands.cmd_geodesic,
+            "sample": commands.cmd_sample, "export": commands.cmd_export, "analyze": commands.cmd_analyze}
+
+
+def execute(args, argv: Sequence[str]) -> dict | None:
+    """Run one parsed command; returns its manifest (None for bench)."""
+    if args.command == "bench":
+        return commands.cmd_bench(args, argv)
+    run = Run(args.command, args, argv, allow_existing=getattr(args, "resume", False))
+    try:
+        if args.command == "run":
+            run_config(args, run, execute)
+        else:
+            COMMANDS[args.command](args, run)
+    except BaseException:
+        run.cleanup_if_empty()
+        raise
+    manifest = run.finish()
+    say(args, f"{args.command}: manifest {run.dir / MANIFEST}")
+    return manifest
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"{PROG}: warning: {one_line(message) if isinstance(message, BaseException) else str(message).splitlines()[0]}",
+          file=sys.stderr, flush=True)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``tps-diffusion``; returns the exit code (0 ok, 1 error, 2 usage error, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    debug = "--debug" in argv
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as exc:
+        msg = str(exc)
+        cmd = next((a for a in argv if not a.startswith("-")), None)
+        if cmd in (*STAGES, "run", "bench"):  # unrecognized arguments are reported by the top-level parser
+            msg = msg.replace(f"(see '{PROG} --help')", f"(see '{PROG} {cmd} --help')")
+        print(f"{PROG}: error: {msg}", file=sys.stderr)
+        return 2
+    except SystemExit as exc:  # --help / --version
+        return exc.code if isinstance(exc.code, int) else 0
+    with warnings.catch_warnings():
+        if not args.debug:
+            warnings.showwarning = _show_warning
+        try:
+            execute(args, argv)
+        except KeyboardInterrupt as exc:
+            if debug:
+                raise
+            print(f"{PROG}: {exc.args[0] if exc.args else 'interrupted'}", file=sys.stderr)
+            return 130
+        except UsageError as exc:
+            if debug:
+                raise
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 2
+        except USER_ERRORS as exc:
+            if debug:
+                raise
+            print(f"{PROG}: error: {one_line(exc)}", file=sys.stderr)
+            return 1
+    return 0

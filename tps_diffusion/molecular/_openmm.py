@@ -1,0 +1,99 @@
+"""OpenMM plumbing shared by the molecular layer: units, platforms and the worker-process pool.
+
+Private to :mod:`tps_diffusion.molecular` (as ``openmm.app.internal`` is to OpenMM's app layer).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+from typing import Any, Callable
+
+import numpy as np
+import openmm
+import openmm.unit as unit
+
+
+def in_units(value, unit_) -> float | np.ndarray:
+    """Value in ``unit_`` as float/array; plain numbers are taken to be in ``unit_`` already."""
+    if unit.is_quantity(value):
+        value = value.value_in_unit(unit_)
+    return value
+
+
+def quantity_value(q: unit.Quantity, u: unit.Unit) -> Any:
+    """Magnitude of ``q`` in unit ``u`` (fast path when it is already in ``u``)."""
+    return q._value if q.unit is u else q.value_in_unit(u)
+
+
+def platform_available(name: str) -> bool:
+    try:
+        openmm.Platform.getPlatformByName(name)
+        return True
+    except Exception:
+        return False
+
+
+def default_platform(n_atoms: int) -> str:
+    """Reference below 200 atoms (fastest for tiny systems), else CUDA if available, else CPU."""
+    if n_atoms < 200:
+        return "Reference"
+    for name in ("CUDA", "OpenCL", "CPU"):
+        if platform_available(name):
+            return name
+    return "Reference"
+
+
+def get_platform(name: str | None, n_atoms: int) -> openmm.Platform:
+    """The OpenMM platform called ``name`` (``None``: :func:`default_platform`), clear error if missing."""
+    name = name or default_platform(n_atoms)
+    try:
+        return openmm.Platform.getPlatformByName(name)
+    except Exception:
+        known = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
+        raise ValueError(f"OpenMM platform {name!r} is not available; available: {known}") from None
+
+
+def mp_context(method: str | None, platform: str):
+    """``multiprocessing`` context: ``fork`` for the Reference/CPU platforms where available (no
+    ``if __name__ == "__main__"`` guard needed, fast start), else ``spawn`` (safe with GPU platforms)."""
+    if method is None:
+        method = "fork" if platform in ("Reference", "CPU") and "fork" in mp.get_all_start_methods() else "spawn"
+    return mp.get_context(method)
+
+
+def platform_properties(platform: str, n_workers: int) -> dict[str, str]:
+    """Platform properties for one of ``n_workers`` processes (the CPU platform shares the cores)."""
+    if platform == "CPU" and n_workers > 1:
+        return {"Threads": str(max(1, (os.cpu_count() or 1) // n_workers))}
+    return {}
+
+
+def run_tasks(init: Callable[[dict], None], work: Callable[[Any], Any], state: dict, payload: dict, tasks: list,
+              n_workers: int, context, bar, on_result: Callable[[int, Any], None] | None = None) -> list:
+    """``[work(t) for t in tasks]`` in this process (``n_workers == 1``; ``work`` reports progress
+    through ``state["callback"]``) or in a pool of ``n_workers`` processes of ``context``, each set
+    up by ``init(payload)``. Order is kept; ``on_result(i, result)`` is called in this process as
+    each task finishes; ``bar`` (tqdm) is closed at the end."""
+    results = []
+    try:
+        if n_workers == 1:
+            init(payload)
+            state["callback"] = bar.update
+            try:
+                for t in tasks:
+                    results.append(work(t))
+                    if on_result is not None:
+                        on_result(len(results) - 1, results[-1])
+            finally:
+                state.clear()
+        else:
+            with context.Pool(n_workers, initializer=init, initargs=(payload,)) as pool:
+                for r in pool.imap(work, tasks):
+                    results.append(r)
+                    bar.update(1)
+                    if on_result is not None:
+                        on_result(len(results) - 1, r)
+    finally:
+        bar.close()
+    return results

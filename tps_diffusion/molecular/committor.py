@@ -1,0 +1,287 @@
+"""Committor analysis with OpenMM.
+
+From each configuration, shoot ``n_shots`` short unbiased Langevin trajectories with fresh
+Maxwell-Boltzmann velocities and record which state (A or B) each reaches first. The committor
+``p_B = n_B / (n_A + n_B)`` comes with a Wilson score confidence interval; shots that reach
+neither state within ``max_steps`` are counted separately (``n_undecided``) and left out of p_B.
+
+Units: nm, ps, kelvin, kJ/mol.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field, replace
+from statistics import NormalDist
+from typing import Any, Callable
+
+import numpy as np
+import openmm
+from openmm import unit
+from tqdm.auto import tqdm
+
+from ..utils.files import write_json
+from ..utils.seeds import spawn_seeds
+from .dynamics import Dynamics
+from .system import MolecularSystem
+
+__all__ = [
+    "CommittorResult",
+    "committor",
+    "wilson_interval",
+    "transition_state_ensemble",
+    "OUTCOME_A",
+    "OUTCOME_B",
+    "OUTCOME_UNDECIDED",
+]
+
+OUTCOME_A, OUTCOME_B, OUTCOME_UNDECIDED = 0, 1, -1
+
+
+def wilson_interval(k, n, confidence: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Wilson score interval for ``k`` successes out of ``n`` trials (arrays broadcast).
+
+    ``center = (p + z^2/2n) / (1 + z^2/n)``, ``half = z / (1 + z^2/n) * sqrt(p(1-p)/n + z^2/4n^2)``
+    with ``p = k/n`` and ``z`` the two-sided normal quantile of ``confidence`` (1.95996 for 95%).
+    ``n = 0`` gives the uninformative interval (0, 1).
+    """
+    k = np.asarray(k, dtype=float)
+    n = np.asarray(n, dtype=float)
+    if np.any(k < 0) or np.any(k > n):
+        raise ValueError("need 0 <= k <= n")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = k / n
+        denom = 1.0 + z * z / n
+        center = (p + z * z / (2.0 * n)) / denom
+        half = z / denom * np.sqrt(p * (1.0 - p) / n + z * z / (4.0 * n * n))
+        # exact 0 / 1 at k = 0 / k = n (the formula gives them up to rounding)
+        low = np.where((n > 0) & (k > 0), np.clip(center - half, 0.0, 1.0), 0.0)
+        high = np.where((n > 0) & (k < n), np.clip(center + half, 0.0, 1.0), 1.0)
+    return low, high
+
+
+@dataclass
+class CommittorResult:
+    """Outcome of :func:`committor` for ``n_configs`` configurations.
+
+    ``outcomes[i, j]`` is ``OUTCOME_A`` (0), ``OUTCOME_B`` (1) or ``OUTCOME_UNDECIDED`` (-1) for
+    shot j from configuration i, ``steps[i, j]`` the MD steps it took (0 if the configuration was
+    already inside a state; ``max_steps`` if undecided). ``p_B`` is NaN where no shot decided.
+    ``n_force_evaluations`` counts one force evaluation per Langevin step (what
+    ``LangevinMiddleIntegrator`` costs), i.e. ``steps.sum()``.
+    """
+
+    outcomes: np.ndarray
+    steps: np.ndarray
+    confidence: float = 0.95
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_configs(self) -> int:
+        return self.outcomes.shape[0]
+
+    @property
+    def n_shots(self) -> int:
+        return self.outcomes.shape[1]
+
+    @property
+    def n_A(self) -> np.ndarray:
+        return (self.outcomes == OUTCOME_A).sum(axis=1)
+
+    @property
+    def n_B(self) -> np.ndarray:
+        return (self.outcomes == OUTCOME_B).sum(axis=1)
+
+    @property
+    def n_undecided(self) -> np.ndarray:
+        return (self.outcomes == OUTCOME_UNDECIDED).sum(axis=1)
+
+    @property
+    def n_decided(self) -> np.ndarray:
+        return self.n_A + self.n_B
+
+    @property
+    def p_B(self) -> np.ndarray:
+        n = self.n_decided
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n > 0, self.n_B / np.maximum(n, 1), np.nan)
+
+    @property
+    def ci(self) -> tuple[np.ndarray, np.ndarray]:
+        """(low, high) Wilson score interval of p_B at ``confidence``."""
+        return wilson_interval(self.n_B, self.n_decided, self.confidence)
+
+    @property
+    def ci_low(self) -> np.ndarray:
+        return self.ci[0]
+
+    @property
+    def ci_high(self) -> np.ndarray:
+        return self.ci[1]
+
+    @property
+    def n_force_evaluations(self) -> int:
+        return int(self.steps.sum())
+
+    def as_dict(self) -> dict[str, Any]:
+        low, high = self.ci
+        p = self.p_B
+        return {
+            "p_B": [None if np.isnan(v) else float(v) for v in p],
+            "ci_low": low.tolist(),
+            "ci_high": high.tolist(),
+            "confidence": self.confidence,
+            "n_A": self.n_A.tolist(),
+            "n_B": self.n_B.tolist(),
+            "n_undecided": self.n_undecided.tolist(),
+            "n_force_evaluations": self.n_force_evaluations,
+            "outcomes": self.outcomes.tolist(),
+            "steps": self.steps.tolist(),
+            "settings": self.settings,
+        }
+
+    def save(self, path: str | os.PathLike, overwrite: bool = False):
+        """Write :meth:`as_dict` as JSON (atomic; no overwrite unless asked)."""
+        return write_json(path, self.as_dict(), overwrite)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "CommittorResult":
+        with open(path) as fh:
+            d = json.load(fh)
+        return cls(
+            outcomes=np.asarray(d["outcomes"], dtype=int).reshape(len(d["n_A"]), -1),
+            steps=np.asarray(d["steps"], dtype=np.int64).reshape(len(d["n_A"]), -1),
+            confidence=d["confidence"],
+            settings=d["settings"],
+        )
+
+
+def _state_of(positions: np.ndarray, in_A: Callable, in_B: Callable) -> int | None:
+    x = positions[None]
+    a = bool(np.asarray(in_A(x)).reshape(-1)[0])
+    b = bool(np.asarray(in_B(x)).reshape(-1)[0])
+    if a and b:
+        raise ValueError("a configuration is inside both state A and state B: the states overlap")
+    return OUTCOME_A if a else OUTCOME_B if b else None
+
+
+def committor(
+    system,
+    positions_list,
+    in_A: Callable[[np.ndarray], np.ndarray],
+    in_B: Callable[[np.ndarray], np.ndarray],
+    n_shots: int = 20,
+    max_steps: int = 10_000,
+    check_interval: int = 10,
+    dynamics: Dynamics | None = None,
+    *,
+    box_vectors=None,
+    confidence: float = 0.95,
+    progress: bool = True,
+    callback: Callable[[dict], None] | None = None,
+) -> CommittorResult:
+    """Estimate the committor p_B of each configuration by unbiased Langevin shooting.
+
+    Parameters
+    ----------
+    system : MolecularSystem or openmm.System
+    positions_list : array (n_configs, n_atoms, 3) in nm, or an ``mdtraj.Trajectory`` (its box,
+        if any, is used unless ``box_vectors`` is given).
+    in_A, in_B : callables mapping positions (n_frames, n_atoms, 3) nm to a bool array
+        (n_frames,). They are evaluated on the starting configuration and then every
+        ``check_interval`` steps.
+    n_shots : trajectories per configuration, each with fresh Maxwell-Boltzmann velocities
+        (``Context.setVelocitiesToTemperature``).
+    max_steps : a shot that has reached neither state after this many steps is undecided.
+    dynamics : temperature (K), time step (ps), friction (1/ps), platform and seed of the
+        ``LangevinMiddleIntegrator`` shots; ``None`` fields come from a MolecularSystem (a bare
+        ``openmm.System`` needs temperature and time step; its platform defaults to Reference).
+        The seed makes the whole run reproducible (velocity seeds per shot and the integrator's
+        random stream derive from it); None draws fresh entropy. Shots run in this process.
+    box_vectors : (3, 3) nm, or (n_configs, 3, 3), for periodic systems.
+    callback : called after each shot with ``{"config": i, "shot": j, "outcome": OUTCOME_*, "steps": n}``.
+
+    Returns a :class:`CommittorResult`; ``n_force_evaluations`` = total Langevin steps.
+    """
+    dyn = dynamics or Dynamics()
+    if isinstance(system, MolecularSystem):
+        dyn, omm_system = dyn.for_system(system), system.openmm_system
+    else:
+        if dyn.temperature is None or dyn.timestep is None:
+            raise ValueError("committor on a bare openmm.System needs Dynamics(temperature=..., timestep=...); "
+                             "or pass the MolecularSystem")
+        dyn, omm_system = replace(dyn, platform=dyn.platform or "Reference"), system
+    if hasattr(positions_list, "xyz"):  # mdtraj.Trajectory
+        if box_vectors is None and positions_list.unitcell_vectors is not None:
+            box_vectors = positions_list.unitcell_vectors
+        positions_list = positions_list.xyz
+    pos = np.asarray(positions_list, dtype=np.float64)
+    if pos.ndim == 2:
+        pos = pos[None]
+    if pos.ndim != 3 or pos.shape[2] != 3:
+        raise ValueError("positions_list must have shape (n_configs, n_atoms, 3)")
+    n_configs, n_atoms, _ = pos.shape
+    if n_atoms != omm_system.getNumParticles():
+        raise ValueError(f"positions have {n_atoms} atoms, the system {omm_system.getNumParticles()} particles")
+    n_shots, max_steps, check_interval = int(n_shots), int(max_steps), int(check_interval)
+    if n_shots < 1 or max_steps < 1 or check_interval < 1:
+        raise ValueError("n_shots, max_steps and check_interval must be positive")
+    if box_vectors is not None:
+        box_vectors = np.asarray(box_vectors, dtype=np.float64)
+        if box_vectors.ndim == 2:
+            box_vectors = np.broadcast_to(box_vectors, (n_configs, 3, 3))
+
+    seeds = spawn_seeds(dyn.seed, 1 + n_configs * n_shots)
+    integrator = dyn.integrator(seeds[0])
+    context = openmm.Context(omm_system, integrator, openmm.Platform.getPlatformByName(dyn.platform))
+
+    outcomes = np.full((n_configs, n_shots), OUTCOME_UNDECIDED, dtype=int)
+    steps = np.zeros((n_configs, n_shots), dtype=np.int64)
+    bar = tqdm(total=n_configs * n_shots, desc="committor", unit="shot", disable=not progress)
+    try:
+        for i in range(n_configs):
+            start = _state_of(pos[i], in_A, in_B)
+            if start is not None:  # already committed: every shot counts, at no cost
+                outcomes[i] = start
+                bar.update(n_shots)
+                continue
+            for j in range(n_shots):
+                if box_vectors is not None:
+                    context.setPeriodicBoxVectors(*(openmm.Vec3(*v) for v in box_vectors[i]))
+                context.setPositions(pos[i])
+                context.setVelocitiesToTemperature(dyn.temperature, seeds[1 + i * n_shots + j])
+                done = 0
+                while done < max_steps:
+                    n = min(check_interval, max_steps - done)
+                    integrator.step(n)
+                    done += n
+                    x = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+                    state = _state_of(np.asarray(x), in_A, in_B)
+                    if state is not None:
+                        outcomes[i, j] = state
+                        break
+                steps[i, j] = done
+                bar.update(1)
+                if callback is not None:
+                    callback({"config": i, "shot": j, "outcome": int(outcomes[i, j]), "steps": done})
+    finally:
+        bar.close()
+        del context, integrator
+
+    settings = dict(dyn.to_dict(), n_shots=n_shots, max_steps=max_steps, check_interval=check_interval)
+    return CommittorResult(outcomes=outcomes, steps=steps, confidence=confidence, settings=settings)
+
+
+def transition_state_ensemble(result: CommittorResult, tol: float = 0.1) -> np.ndarray:
+    """Indices of configurations with ``|p_B - 0.5| < tol`` (the transition-state ensemble).
+
+    Judge them with ``result.ci``: with few shots the interval is wide. Configurations without
+    any decided shot (p_B undefined) are never included.
+    """
+    p = result.p_B
+    decided = result.n_decided > 0
+    with np.errstate(invalid="ignore"):
+        keep = decided & (np.abs(p - 0.5) < tol)
+    return np.flatnonzero(keep)

@@ -1,0 +1,66 @@
+"""Transition paths under the force field along a molecular geodesic (the last step of the pipeline).
+
+    paths = sample_molecular_paths(system, model, geo, n_paths=100, steps_per_point=32,
+                                   dynamics=Dynamics(seed=1, n_workers=2))
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from .dynamics import Dynamics
+from .geodesic import MolecularGeodesic
+from .model import MolecularModel
+from .restrained import PathSet, restraint_schedule, sample_paths
+from .system import MolecularSystem
+
+__all__ = ["path_targets", "sample_molecular_paths"]
+
+
+def path_targets(system: MolecularSystem, model: MolecularModel, geodesic: MolecularGeodesic,
+                 curve_index: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Restraint targets ``(N, n_sel, 3)`` nm (aligned frame) and stiffnesses ``(N,)`` kJ/mol/nm^2
+    of one curve: ``featurizer.inverse(x_n / alpha_n)`` and ``kT * exp(lam_n) / scale^2``
+    (docs/method.md, section 5)."""
+    c = _curve(geodesic, curve_index)
+    return restraint_schedule(model.featurizer, c[:, 1:], c[:, 0], system.kT)
+
+
+def _curve(geodesic: MolecularGeodesic, curve_index: int = 0) -> np.ndarray:
+    """One curve ``(N, 1 + D)`` as float64 numpy."""
+    curve = geodesic.curve
+    if curve.ndim == 3:
+        curve = curve[curve_index]
+    return curve.detach().cpu().double().numpy()
+
+
+def sample_molecular_paths(system: MolecularSystem, model: MolecularModel, geodesic: MolecularGeodesic, n_paths: int,
+                           steps_per_point: int, dynamics: Dynamics | None = None, start=None, curve_index: int = 0,
+                           record_interval: int = 1, compute_energies: bool = True, progress: bool = True,
+                           callback: Callable[[dict], None] | None = None) -> PathSet:
+    """Annealed Langevin transition paths under the force field along a geodesic (OpenMM).
+
+    Every path starts at ``start`` (default: the geodesic's full-atom start structure, e.g. the
+    state's minimum) and runs ``steps_per_point`` Langevin steps per curve point with a harmonic
+    restraint of the selected atoms towards the point's target (see :func:`path_targets`).
+    ``dynamics`` (default ``Dynamics(seed=0, n_workers=2)``): temperature (K, default the
+    system's), time step (ps), friction (1/ps), platform, seed, workers. The result's ``energies``
+    are force-field potentials (kJ/mol) of the recorded frames; ``settings`` also record the
+    geodesic config and the curve's lowest log-SNR. ``callback``: see :func:`sample_paths`.
+    """
+    model.check_system(system)
+    targets, stiffness = path_targets(system, model, geodesic, curve_index)
+    if start is None:
+        first = geodesic.start(curve_index)
+        if first.positions is None:
+            raise ValueError(f"the geodesic's start ({first.label}) has only the selected atoms; pass start= with all "
+                             f"{model.featurizer.n_atoms} atoms")
+        start = first.positions
+    ps = sample_paths(system, model.featurizer, targets, stiffness, start, n_paths, steps_per_point,
+                      dynamics=dynamics or Dynamics(seed=0, n_workers=2), record_interval=record_interval,
+                      compute_energies=compute_energies, progress=progress, callback=callback)
+    ps.settings.update(geodesic=geodesic.config.to_dict(), min_lambda=float(_curve(geodesic, curve_index)[:, 0].min()),
+                       max_stiffness=float(stiffness.max()), curve_index=int(curve_index))
+    return ps

@@ -1,0 +1,309 @@
+"""Annealed Langevin under the real force field with a moving harmonic restraint (docs/method.md, section 5).
+
+For curve points ``n = 0..N-1`` with target structures ``T_n`` (selected atoms, nm, in the
+featurizer's aligned frame) and stiffnesses ``k_n`` (kJ/mol/nm^2) every walker runs ``K``
+Langevin steps (``LangevinMiddleIntegrator`` at the physical temperature) on
+
+    U(y) + 0.5 * k_n * |y_sel - (T_n R + t)|^2
+
+where ``(R, t)`` is the rigid motion that best superposes ``T_n`` onto the walker's selected
+atoms at the start of block ``n`` (Kabsch), so an overall rotation/translation of the molecule
+costs nothing. The restraint is a ``CustomExternalForce`` in its own force group; recorded
+energies are force field only (restraint excluded).
+
+Conversion from a geodesic in model coordinates (see :func:`restraint_schedule`): for a curve point
+``(lam_n, x_n)`` in feature space, ``alpha^2 = sigmoid(lam)``, ``sigma^2 = sigmoid(-lam)``,
+the tilt ``kT * alpha^2/(2 sigma^2) |y_feat - x_n/alpha_n|^2`` becomes, with
+``y_feat = (y_nm - mean)/scale``, a restraint towards ``T_n = featurizer.inverse(x_n/alpha_n)``
+with ``k_n = kT * exp(lam_n) / scale^2`` (energy ``0.5 * k_n * |y - T_n|^2``).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import mdtraj
+import numpy as np
+import openmm
+import openmm.unit as unit
+import torch
+from tqdm.auto import tqdm
+
+from ..core.langevin import tilt_schedule
+from ..utils.files import atomic_path, write_json
+from ..utils.seeds import spawn_seeds
+from ._openmm import mp_context, platform_properties, quantity_value, run_tasks
+from .dynamics import Dynamics
+from .featurizer import CartesianFeaturizer
+from .formats import write_trajectory
+from .md import start_array
+from .superpose import superpose
+from .system import MolecularSystem
+
+__all__ = ["PathSet", "sample_paths", "tilt_energy", "restraint_schedule", "add_restraint", "RESTRAINT_K"]
+
+#: name of the global stiffness parameter of the restraint force (kJ/mol/nm^2)
+RESTRAINT_K = "tps_restraint_k"
+
+
+def tilt_energy(positions, targets, k, align: bool = False) -> np.ndarray:
+    """``0.5 * k * |positions - targets|^2`` summed over atoms and axes (kJ/mol).
+
+    ``positions``, ``targets``: ``(..., n_sel, 3)`` nm (broadcast); ``k``: scalar or ``(...)``
+    kJ/mol/nm^2. ``align=True`` first superposes the targets onto the positions (Kabsch), i.e.
+    the energy the sampler's restraint has right after a block starts.
+    """
+    x = np.asarray(positions, dtype=np.float64)
+    t = np.asarray(targets, dtype=np.float64)
+    if align:
+        t = superpose(np.broadcast_to(t, np.broadcast_shapes(t.shape, x.shape)), x)
+    return 0.5 * np.asarray(k, dtype=np.float64) * ((x - t) ** 2).sum((-2, -1))
+
+
+def restraint_schedule(featurizer: CartesianFeaturizer, x_features, lam, kT: float) -> tuple[np.ndarray, np.ndarray]:
+    """Restraint targets (nm, aligned frame) and stiffness (kJ/mol/nm^2) from curve points.
+
+    ``x_features`` ``(N, n_features)``: the noisy curve points ``x_n`` in the model's (scaled)
+    coordinates; ``lam`` ``(N,)`` their log-SNR; ``kT`` in kJ/mol. Returns
+    ``targets = featurizer.inverse(x_n / alpha_n)`` ``(N, n_sel, 3)`` and
+    ``stiffness = kT * exp(lam) / scale^2`` ``(N,)`` (docs/method.md, section 5, after undoing the
+    scaling): the formula of :func:`tps_diffusion.core.langevin.tilt_schedule` (which it calls) with
+    the featurizer's scaling as the normaliser, in nm and kJ/mol instead of model units and kT.
+    """
+    x = np.asarray(x_features, dtype=np.float64)
+    lam = np.asarray(lam, dtype=np.float64).reshape(-1)
+    if x.ndim != 2 or x.shape[0] != lam.shape[0]:
+        raise ValueError(f"x_features must be (N, n_features) with N = len(lam); got {x.shape} and {lam.shape}")
+    curve = torch.as_tensor(np.concatenate([lam[:, None], x], axis=1), dtype=torch.float64)
+    centres, k = tilt_schedule(curve, featurizer.normalizer)  # nm (flattened), 1/nm^2
+    return centres.numpy().reshape(len(lam), featurizer.n_selected, 3), kT * k.numpy()
+
+
+def add_restraint(system: openmm.System, atom_indices: Sequence[int]) -> tuple[openmm.CustomExternalForce, int]:
+    """Add the (zero-stiffness) positional restraint on ``atom_indices`` in an unused force group.
+
+    Returns the force and its group. Per-particle parameters ``x0 y0 z0`` (nm), global
+    :data:`RESTRAINT_K` (kJ/mol/nm^2).
+    """
+    used = {system.getForce(i).getForceGroup() for i in range(system.getNumForces())}
+    free = [g for g in range(31, -1, -1) if g not in used]
+    if not free:
+        raise ValueError("all 32 OpenMM force groups are in use; cannot separate the restraint energy")
+    force = openmm.CustomExternalForce(f"0.5*{RESTRAINT_K}*((x-x0)^2+(y-y0)^2+(z-z0)^2)")
+    force.addGlobalParameter(RESTRAINT_K, 0.0)
+    for p in ("x0", "y0", "z0"):
+        force.addPerParticleParameter(p)
+    for i in atom_indices:
+        force.addParticle(int(i), [0.0, 0.0, 0.0])
+    force.setForceGroup(free[0])
+    system.addForce(force)
+    return force, free[0]
+
+
+def _check_stiffness(system: MolecularSystem, idx: np.ndarray, k: np.ndarray, timestep: float) -> None:
+    """Warn when the restraint alone makes the lightest restrained atom oscillate too fast for the step."""
+    masses = np.array([system.openmm_system.getParticleMass(int(i))._value for i in idx])
+    masses = masses[masses > 0]
+    if len(masses) == 0 or k.max() <= 0:
+        return
+    omega_dt = np.sqrt(k.max() / masses.min()) * timestep
+    if omega_dt > 0.5:
+        warnings.warn(f"restraint stiffness up to {k.max():.3g} kJ/mol/nm^2 gives omega*dt = {omega_dt:.2f} for a "
+                      f"{masses.min():.3g} amu atom at dt = {timestep} ps (> 0.5): integration may be inaccurate or "
+                      f"unstable; cap the stiffness (lower lam_end) or shorten the time step", RuntimeWarning, stacklevel=3)
+
+
+@dataclass
+class PathSet:
+    """Transition paths of :func:`sample_paths`.
+
+    ``trajectories[i]``: path ``i`` (full topology, ``N*K/record_interval`` frames; the start
+    is not included; ``time`` in ps). ``energies`` ``(n_paths, n_frames)``: force-field potential
+    energy (restraint excluded), kJ/mol (NaN when not computed). ``tilt_energies``: restraint
+    energy of each frame, kJ/mol. ``point_index`` ``(n_frames,)``: curve point of each frame.
+    ``n_force_evaluations`` = integration steps = ``n_paths * N * K`` (the paper's count);
+    ``n_energy_evaluations``: the extra force-field energy evaluations for ``energies``.
+    """
+
+    trajectories: list[mdtraj.Trajectory]
+    energies: np.ndarray
+    tilt_energies: np.ndarray
+    point_index: np.ndarray
+    n_force_evaluations: int
+    n_energy_evaluations: int
+    seeds: list[int]
+    settings: dict
+    wall_time_s: float = 0.0
+
+    def __len__(self) -> int:
+        return len(self.trajectories)
+
+    def __getitem__(self, i: int) -> mdtraj.Trajectory:
+        return self.trajectories[i]
+
+    @property
+    def n_paths(self) -> int:
+        return len(self.trajectories)
+
+    def max_energy(self) -> np.ndarray:
+        """Largest force-field energy along each path, ``(n_paths,)`` kJ/mol."""
+        return self.energies.max(1)
+
+    def final_frames(self) -> mdtraj.Trajectory:
+        """Last frame of every path as one trajectory."""
+        return mdtraj.join([t[-1] for t in self.trajectories], check_topology=False)
+
+    def joined(self) -> mdtraj.Trajectory:
+        return mdtraj.join(self.trajectories, check_topology=False)
+
+    def save(self, directory: str | os.PathLike, fmt: str = "h5", overwrite: bool = False) -> Path:
+        """Write ``path_0000.<fmt>`` ... plus ``energies.npz`` and ``pathset.json`` into ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        fmt = fmt.lstrip(".")
+        for i, t in enumerate(self.trajectories):
+            write_trajectory(t, directory / f"path_{i:04d}.{fmt}", overwrite=overwrite,
+                             topology_pdb=(fmt in ("dcd", "xtc") and i == 0) and directory / "topology.pdb")
+        with atomic_path(directory / "energies.npz", overwrite) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, energies=self.energies, tilt_energies=self.tilt_energies, point_index=self.point_index)
+        write_json(directory / "pathset.json", {"n_paths": self.n_paths, "n_force_evaluations": self.n_force_evaluations,
+                                                "n_energy_evaluations": self.n_energy_evaluations, "seeds": self.seeds,
+                                                "settings": self.settings, "wall_time_s": self.wall_time_s}, overwrite)
+        return directory
+
+
+# ---------------------------------------------------------------------------------------------
+# worker side
+
+_WORKER: dict = {}
+
+
+def _init_worker(payload: dict) -> None:
+    _WORKER.clear()
+    _WORKER.update(payload)
+    system = openmm.XmlSerializer.deserialize(payload["system_xml"])
+    force, group = add_restraint(system, payload["atom_indices"])
+    mask = 0xFFFFFFFF & ~(1 << group)
+    _WORKER.update(system=system, force=force, ff_groups=mask - 2**32 if mask >= 2**31 else mask)  # signed int32 mask
+
+
+def _sample_one(task) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    start, seed = task
+    w = _WORKER
+    idx, targets, stiffness = w["atom_indices"], w["targets"], w["stiffness"]
+    K, every, want_e = w["steps_per_point"], w["record_interval"], w["compute_energies"]
+    force: openmm.CustomExternalForce = w["force"]
+    ctx, integ = w["dynamics"].start_context(w["system"], start, seed, w["properties"])
+    cur = ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    N = len(targets)
+    per_block = K // every
+    xyz = np.empty((N * per_block, start.shape[0], 3), dtype=np.float32)
+    energy = np.full(N * per_block, np.nan)
+    tilt = np.empty(N * per_block)
+    f = 0
+    for n in range(N):
+        aligned = superpose(targets[n], cur[idx])
+        for j, i in enumerate(idx):
+            force.setParticleParameters(j, int(i), [float(v) for v in aligned[j]])
+        force.updateParametersInContext(ctx)
+        ctx.setParameter(RESTRAINT_K, float(stiffness[n]))
+        f0 = f
+        for _ in range(per_block):
+            integ.step(every)
+            if want_e:
+                st = ctx.getState(getPositions=True, getEnergy=True, groups=w["ff_groups"])
+                energy[f] = quantity_value(st.getPotentialEnergy(), unit.kilojoule_per_mole)
+            else:
+                st = ctx.getState(getPositions=True)
+            cur = quantity_value(st.getPositions(asNumpy=True), unit.nanometer)
+            if not (np.isfinite(cur).all() and np.abs(cur).max() < 1e6):
+                raise RuntimeError(f"simulation blew up (NaN coordinates) at curve point {n} (stiffness {stiffness[n]:.3g} "
+                                   f"kJ/mol/nm^2, seed {seed}); reduce the time step or the stiffness")
+            xyz[f] = cur
+            f += 1
+        tilt[f0:f] = tilt_energy(xyz[f0:f, idx], aligned, stiffness[n])
+        if "callback" in w:
+            w["callback"](1)
+    del ctx, integ
+    return xyz, energy, tilt
+
+
+def sample_paths(system: MolecularSystem, featurizer: CartesianFeaturizer | None, targets_nm, stiffness, start_positions,
+                 n_paths: int, steps_per_point: int, dynamics: Dynamics | None = None, record_interval: int = 1,
+                 compute_energies: bool = True, progress: bool = True,
+                 callback: Callable[[dict], None] | None = None) -> PathSet:
+    """Annealed Langevin transition paths under OpenMM (the paper's Algorithm 1; docs/method.md, section 5).
+
+    Parameters
+    ----------
+    system : MolecularSystem (force field, temperature)
+    featurizer : defines the restrained atoms (``featurizer.atom_indices``); None = all atoms
+    targets_nm : ``(N, n_sel, 3)`` nm, target structures in the featurizer's aligned frame (any
+        rigid placement works: each is re-superposed onto the walker before its block)
+    stiffness : ``(N,)`` (or scalar) kJ/mol/nm^2, restraint ``0.5*k*|y - target|^2``
+    start_positions : ``(n_atoms, 3)`` nm, ``(n_paths, n_atoms, 3)``, or a state name
+    n_paths, steps_per_point (K) : every path makes ``N*K`` steps (= force evaluations)
+    dynamics : temperature (K), time step (ps), friction (1/ps), platform, seed, workers (default
+        ``Dynamics(n_workers=2)``); per-path seeds (integrator noise + initial velocities) derive
+        from ``dynamics.seed``, so the result does not depend on ``n_workers`` (bitwise on the
+        Reference platform); each worker deserialises the System and builds its own Context
+    record_interval : record every this many steps (must divide K)
+    compute_energies : evaluate the force-field energy at every recorded frame (one extra
+        energy evaluation each, counted in ``n_energy_evaluations``)
+    progress : show a progress bar
+    callback : called in this process after each path with ``{"path": i, "n_paths": n,
+        "positions": (n_frames, n_atoms, 3) nm, "energies": (n_frames,) kJ/mol}``
+    """
+    t0 = time.perf_counter()
+    idx = np.arange(system.n_atoms) if featurizer is None else np.asarray(featurizer.atom_indices, dtype=int)
+    targets = np.asarray(targets_nm, dtype=np.float64)
+    if targets.ndim == 2:
+        targets = targets.reshape(targets.shape[0], -1, 3) if targets.shape[1] == 3 * len(idx) else targets[None]
+    if targets.ndim != 3 or targets.shape[1:] != (len(idx), 3):
+        raise ValueError(f"targets_nm must be (N, {len(idx)}, 3) (N curve points, selected atoms); got {np.shape(targets_nm)}")
+    if not np.all(np.isfinite(targets)):
+        raise ValueError("targets_nm contain NaN/inf")
+    N = len(targets)
+    k = np.broadcast_to(np.asarray(stiffness, dtype=np.float64), (N,)).copy()
+    if not np.all(np.isfinite(k)) or np.any(k < 0):
+        raise ValueError("stiffness must be finite and >= 0 (kJ/mol/nm^2)")
+    K, every = int(steps_per_point), int(record_interval)
+    if K < 1 or every < 1 or K % every:
+        raise ValueError(f"record_interval ({every}) must be >= 1 and divide steps_per_point ({K})")
+    starts = start_array(system, start_positions)
+    if len(starts) == 1:
+        starts = np.repeat(starts, n_paths, axis=0)
+    elif len(starts) != n_paths:
+        raise ValueError(f"got {len(starts)} start structures for n_paths={n_paths}; give one or n_paths")
+    dyn = (dynamics or Dynamics(n_workers=2)).for_system(system).with_workers(n_paths)
+    _check_stiffness(system, idx, k, dyn.timestep)
+    seeds = spawn_seeds(dyn.seed, n_paths)
+    payload = dict(system_xml=system.system_xml(), atom_indices=idx, targets=targets, stiffness=k, steps_per_point=K,
+                   record_interval=every, compute_energies=bool(compute_energies), dynamics=dyn,
+                   properties=platform_properties(dyn.platform, dyn.n_workers))
+    tasks = [(starts[i], seeds[i]) for i in range(n_paths)]
+    one_process = dyn.n_workers == 1
+    bar = tqdm(total=n_paths * N if one_process else n_paths, disable=not progress,
+               desc=f"paths {n_paths} x {N} points x {K} steps", unit="block" if one_process else "path")
+
+    def on_result(i: int, result: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        if callback is not None:
+            callback({"path": i, "n_paths": n_paths, "positions": result[0], "energies": result[1]})
+
+    results = run_tasks(_init_worker, _sample_one, _WORKER, payload, tasks, dyn.n_workers,
+                        mp_context(dyn.mp_context, dyn.platform), bar, on_result)
+    n_frames = N * K // every
+    times = np.arange(1, n_frames + 1) * every * dyn.timestep
+    trajs = [mdtraj.Trajectory(r[0], system.md_topology, time=times) for r in results]
+    settings = dict(dyn.to_dict(), n_points=N, steps_per_point=K, record_interval=every, n_restrained_atoms=len(idx))
+    return PathSet(trajectories=trajs, energies=np.stack([r[1] for r in results]),
+                   tilt_energies=np.stack([r[2] for r in results]), point_index=np.repeat(np.arange(N), K // every),
+                   n_force_evaluations=int(n_paths * N * K),
+                   n_energy_evaluations=int(n_paths * n_frames) if compute_energies else 0, seeds=seeds,
+                   settings=settings, wall_time_s=time.perf_counter() - t0)
