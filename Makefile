@@ -10,10 +10,11 @@ install:
 
 install-test: install
 	$(PIP) install --quiet -e ".[test]"
-	$(PYTHON) -m tps_diffusion.ani --install
+	$(PYTHON) -m tps_diffusion.potentials.ani_parameters --install
 
 demo: install
 	$(PYTHON) -m tps_diffusion run --config examples/aldp_small.toml --run-dir runs/demo --overwrite
 
 test: install-test
+	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -q -p no:cacheprovider

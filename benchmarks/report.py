@@ -3,21 +3,25 @@
     python benchmarks/report.py benchmarks/aldp2d.json [benchmarks/aldp.json ...]
 """
 
+import argparse
 import json
 import sys
 
 
 def aldp2d(r: dict) -> str:
-    rows = ["| mode | MaxEnergy (kT) | hit rate | min log-SNR | frames in region | energy evals sampling / training data | geodesic s | sampling s |",
+    rows = ["| mode | MaxEnergy (kT) | hit rate | min log-SNR | frames in region "
+            "| energy evals sampling / training data | geodesic s | sampling s |",
             "|---|---|---|---|---|---|---|---|"]
     for mode, m in r["modes"].items():
-        rows.append(f"| {mode} | {m['max_energy_mean']:.2f} +- {m['max_energy_std']:.2f} | {100 * m['hit_rate']:.1f} % | "
+        rows.append(f"| {mode} | {m['max_energy_mean']:.2f} +- {m['max_energy_std']:.2f} | "
+                    f"{100 * m['hit_rate']:.1f} % | "
                     f"{m['min_lambda']:.2f} | {100 * m['frac_frames_in_region']:.3f} % | "
                     f"{m['energy_evals_sampling'] / 1e6:.2f} M / {m['energy_evals_training_data'] / 1e6:.2f} M | "
                     f"{m['geodesic_seconds']:.1f} | {m['sampling_seconds']:.1f} |")
     first = next(iter(r["modes"].values()))
     rows.append("")
-    rows.append(f"Lower bound (minimax on the grid): {r['lower_bound']:.2f}. Training {first['training_seconds']:.0f} s; "
+    rows.append(f"Lower bound (minimax on the grid): {r['lower_bound']:.2f}. "
+                f"Training {first['training_seconds']:.0f} s; "
                 f"whole run {r.get('total_seconds', float('nan')):.0f} s on {r['machine']['processor']} "
                 f"({r['machine']['device']}, {r['machine']['cpu_count']} torch threads).")
     return "\n".join(rows)
@@ -28,10 +32,19 @@ def generic(r: dict) -> str:
     return "\n".join(["| figure | value |", "|---|---|"] + [f"| {k} | {r[k]:.4g} |" for k in keys])
 
 
-if __name__ == "__main__":
-    for path in sys.argv[1:]:
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("reports", nargs="+", metavar="JSON",
+                    help="report of 'tps-diffusion bench NAME --out FILE' (e.g. benchmarks/aldp2d.json)")
+    args = ap.parse_args(argv)
+    for path in args.reports:
         with open(path) as fh:
             report = json.load(fh)
         print(f"### {path}\n")
         print(aldp2d(report) if report.get("benchmark") == "aldp2d" else generic(report))
         print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -9,8 +9,9 @@ amber99sbildn, vacuum, NoCutoff, flexible bonds, OpenMM Reference platform.
          restrained minimisations (flat-bottom-free cosine torsion restraints, targets moved in
          10 steps), then minimised without restraints.
 Every minimum is re-read from the written PDB (3-decimal Angstrom) and its energy and
-(phi, psi) printed; the script fails if a minimum left its basin or its energy differs from
-SPEC section 5 (C7eq -90.94, C5 -88.45, C7ax -85.00 kJ/mol) by more than 0.5 kJ/mol.
+(phi, psi) printed; the script fails if a minimum left its basin (0.75 rad state ball) or its
+energy differs from the reference minima of docs/method.md, section 8 (C7eq -90.94, C5 -88.45,
+C7ax -85.00 kJ/mol) by more than 0.5 kJ/mol.
 """
 
 from __future__ import annotations
@@ -25,10 +26,10 @@ import openmm
 import openmm.app as app
 import openmm.unit as unit
 
-from tps_diffusion.io import atomic_path
+from tps_diffusion.utils.files import atomic_path
 
 HERE = Path(__file__).resolve().parent
-EXPECTED = {"C5": -88.45, "C7eq": -90.94, "C7ax": -85.00}  # kJ/mol, SPEC section 5
+EXPECTED = {"C5": -88.45, "C7eq": -90.94, "C7ax": -85.00}  # kJ/mol, docs/method.md, section 8
 CENTRES_DEG = {"C5": (-150.0, 160.0), "C7eq": (-78.0, 54.0), "C7ax": (60.0, -41.0)}
 PHI_SEL = ("resname ACE and name C", "resname ALA and name N", "resname ALA and name CA", "resname ALA and name C")
 PSI_SEL = ("resname ALA and name N", "resname ALA and name CA", "resname ALA and name C", "resname NME and name N")
@@ -62,7 +63,7 @@ def main(argv=None) -> int:
     ap.add_argument("--overwrite", action="store_true", help="replace existing *_min.pdb files")
     args = ap.parse_args(argv)
 
-    raw = {"C5": app.PDBFile(str(HERE / "alanine_dipeptide_C5.pdb")), "C7ax": app.PDBFile(str(HERE / "alanine_dipeptide_C7ax.pdb"))}
+    raw = {name: app.PDBFile(str(HERE / f"alanine_dipeptide_{name}.pdb")) for name in ("C5", "C7ax")}
     topology = raw["C5"].topology
     ff = app.ForceField("amber99sbildn.xml")
     system = ff.createSystem(topology, nonbondedMethod=app.NoCutoff, constraints=None)
@@ -79,7 +80,8 @@ def main(argv=None) -> int:
     system.addForce(restraint)
     ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
 
-    minima = {name: minimise(ctx, pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer)) for name, pdb in raw.items()}
+    minima = {name: minimise(ctx, pdb.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
+              for name, pdb in raw.items()}
 
     # C7eq from the C5 minimum: move the restraint centre from C5 to C7eq in 10 stages
     pos = minima["C5"].copy()
@@ -105,10 +107,11 @@ def main(argv=None) -> int:
         back = app.PDBFile(str(out)).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
         e = energy(ctx, back)
         phi, psi = phi_psi_deg(topology, back)
-        d = np.rad2deg(np.hypot(*((np.deg2rad(np.subtract((phi, psi), CENTRES_DEG[name])) + np.pi) % (2 * np.pi) - np.pi)))
+        delta = (np.deg2rad(np.subtract((phi, psi), CENTRES_DEG[name])) + np.pi) % (2 * np.pi) - np.pi
+        d = np.rad2deg(np.hypot(*delta))
         good = abs(e - EXPECTED[name]) < 0.5 and d < np.rad2deg(0.75)
         ok &= good
-        print(f"{name:5s} E = {e:8.3f} kJ/mol (SPEC {EXPECTED[name]:.2f})  phi/psi = {phi:7.1f} {psi:7.1f} deg  "
+        print(f"{name:5s} E = {e:8.3f} kJ/mol (reference {EXPECTED[name]:.2f})  phi/psi = {phi:7.1f} {psi:7.1f} deg  "
               f"distance to centre {d:5.1f} deg  {'ok' if good else 'FAILED'}  -> {out.name}")
     return 0 if ok else 1
 

@@ -27,7 +27,8 @@ def test_quick_benchmark_writes_outputs(tmp_path):
     files = output_paths(out)
     assert all(f.is_file() for f in files.values())
     traj = mdtraj.load(str(files["dcd"]), top=str(files["pdb"]))
-    assert traj.n_atoms == 22 and traj.n_frames == saved["outputs"]["paths_written"] * saved["outputs"]["frames_per_written_path"]
+    assert (traj.n_atoms == 22
+            and traj.n_frames == saved["outputs"]["paths_written"] * saved["outputs"]["frames_per_written_path"])
     with pytest.raises(FileExistsError):
         run(out, quick=True, device="cpu", progress=False)
 
@@ -36,8 +37,10 @@ def test_crossing_analysis():
     c5 = np.deg2rad([-150.0, 160.0])
     deg = np.deg2rad
     # path 0: C5 -> C7eq -> through phi = 0 -> C7ax; path 1: C5 -> through phi = pi; path 2: stays in C5
-    phi = np.array([deg([-150, -100, -60, -10, 5, 60]), deg([-150, -170, 175, 150, 100, 60]), deg([-150, -140, -160, -150, -145, -150])])
-    psi = np.array([deg([160, 100, 60, 0, -20, -40]), deg([160, 150, 120, 60, 0, -40]), deg([160, 150, 170, 160, 165, 160])])
+    phi = np.array([deg([-150, -100, -60, -10, 5, 60]), deg([-150, -170, 175, 150, 100, 60]),
+                    deg([-150, -140, -160, -150, -145, -150])])
+    psi = np.array([deg([160, 100, 60, 0, -20, -40]), deg([160, 150, 120, 60, 0, -40]),
+                    deg([160, 150, 170, 160, 165, 160])])
     c = crossing_analysis(phi, psi, c5)
     assert c["index"].tolist() == [4, 2, -1]
     assert c["near_zero"].tolist() == [True, False, False]

@@ -6,8 +6,9 @@ import pytest
 
 from tps_diffusion.bench.aldp2d import run
 
-KEYS = {"max_energy_mean", "max_energy_std", "hit_rate", "n_paths", "energy_evals_sampling", "energy_evals_training_data",
-        "training_seconds", "geodesic_seconds", "sampling_seconds", "min_lambda", "frac_frames_in_region"}
+KEYS = {"max_energy_mean", "max_energy_std", "hit_rate", "n_paths", "energy_evals_sampling",
+        "energy_evals_training_data", "training_seconds", "geodesic_seconds", "sampling_seconds", "min_lambda",
+        "frac_frames_in_region"}
 
 
 def test_quick_benchmark_writes_json_and_plots(tmp_path):

@@ -14,7 +14,8 @@ from tps_diffusion.cli import main
 
 # tiny settings: seconds per command on one busy core
 SIM = ["--states", "C5", "C7ax", "--steps", "2000", "--report-interval", "10", "--seed", "1"]
-TRAIN = ["--steps", "40", "--batch-size", "64", "--hidden", "32", "--depth", "2", "--checkpoint-every", "20", "--device", "cpu"]
+TRAIN = ["--steps", "40", "--batch-size", "64", "--hidden", "32", "--depth", "2", "--checkpoint-every", "20",
+         "--device", "cpu"]
 GEO = ["--start", "C5", "--end", "C7ax", "--mode", "low_variance", "--points", "8", "--steps", "5", "--device", "cpu"]
 SAMPLE = ["--paths", "2", "--steps-per-point", "4", "--workers", "1"]
 
@@ -240,7 +241,8 @@ def test_rerun_refuses_without_overwrite(chain, capsys):
     assert "already holds outputs" in one_line_error(capsys)
     assert sha(chain["sim"] / "samples.dcd") == before
     # export into its own directory again: same refusal, and --overwrite replaces
-    args = ["export", "--paths", str(chain["sample"] / "paths.dcd"), "--plumed", "--frames", "5", "--run-dir", str(chain["export"])]
+    args = ["export", "--paths", str(chain["sample"] / "paths.dcd"), "--plumed", "--frames", "5",
+            "--run-dir", str(chain["export"])]
     assert main([*args, "--quiet"]) == 1
     assert "--overwrite" in one_line_error(capsys)
     run_ok([*args, "--overwrite"])
@@ -275,7 +277,8 @@ def test_run_config(tmp_path, capsys):
     assert [s["stage"] for s in m["results"]["stages"]] == ["simulate", "train", "geodesic", "sample", "export"]
     assert m["inputs"]["config"]["sha256"] == sha(config)
     assert manifest(run_dir / "train")["settings"]["seed"] == 3  # top-level keys reach every stage
-    assert manifest(run_dir / "train")["inputs"]["data"][0]["path"] == str((run_dir / "simulate" / "samples.h5").resolve())
+    assert (manifest(run_dir / "train")["inputs"]["data"][0]["path"]
+            == str((run_dir / "simulate" / "samples.h5").resolve()))
     assert (run_dir / "export" / "plumed" / "plumed.dat").is_file()
     assert (run_dir / "sample" / "paths.dcd").is_file()
     # a config with an unknown key fails with one line naming the section
@@ -292,7 +295,8 @@ def test_bench_dispatch(tmp_path, monkeypatch, capsys):
     calls = {}
 
     def run_paths(out, n_paths=None, seed=0, quick=False, device="auto", overwrite=False, progress=True):
-        calls["aldp"] = dict(out=out, n_paths=n_paths, seed=seed, quick=quick, device=device, overwrite=overwrite, progress=progress)
+        calls["aldp"] = dict(out=out, n_paths=n_paths, seed=seed, quick=quick, device=device, overwrite=overwrite,
+                             progress=progress)
 
     def run_kernel(out, device="auto", quick=False, overwrite=False, progress=True):
         calls["kernel"] = dict(out=out, device=device, quick=quick)
@@ -300,7 +304,8 @@ def test_bench_dispatch(tmp_path, monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "tps_diffusion.bench.aldp", types.SimpleNamespace(run=run_paths))
     monkeypatch.setitem(sys.modules, "tps_diffusion.bench.kernel", types.SimpleNamespace(run=run_kernel))
     out = tmp_path / "r.json"
-    assert main(["bench", "aldp", "--out", str(out), "--paths", "7", "--seed", "2", "--quick", "--device", "cpu", "--quiet"]) == 0
+    assert main(["bench", "aldp", "--out", str(out), "--paths", "7", "--seed", "2", "--quick", "--device", "cpu",
+                 "--quiet"]) == 0
     assert calls["aldp"] == dict(out=out, n_paths=7, seed=2, quick=True, device="cpu", overwrite=False, progress=False)
     assert main(["bench", "kernel", "--out", str(out), "--quick", "--quiet"]) == 0
     assert calls["kernel"] == dict(out=out, device="auto", quick=True)

@@ -5,13 +5,21 @@ import math
 import numpy as np
 import pytest
 import torch
-
-from tps_diffusion.core.geometry import (curve_energy, curve_length, denoise_with_divergence, expectation_params,
-                                    kl_from_reference, kl_to_point, natural_params, neighbour_kl, rademacher)
-from tps_diffusion.core.denoiser import Denoiser, DenoiserConfig
-from tps_diffusion.core.schedule import alpha_sigma
-
 from conftest import GaussianDenoiser
+
+from tps_diffusion.core.denoiser import Denoiser, DenoiserConfig
+from tps_diffusion.core.geometry import (
+    curve_energy,
+    curve_length,
+    denoise_with_divergence,
+    expectation_params,
+    kl_from_reference,
+    kl_to_point,
+    natural_params,
+    neighbour_kl,
+    rademacher,
+)
+from tps_diffusion.core.schedule import alpha_sigma
 
 DIM = 3
 MEAN = torch.tensor([0.3, -0.5, 1.0], dtype=torch.float64)
@@ -94,7 +102,8 @@ def test_energy_and_length_under_refinement_and_reparametrisation():
 
 def random_mlp(dim=DIM, dtype=torch.float64):
     torch.manual_seed(0)
-    return Denoiser(DenoiserConfig(dim=dim, hidden=32, depth=2, n_freq=2, periodic=[True] + [False] * (dim - 1))).to(dtype)
+    return Denoiser(DenoiserConfig(dim=dim, hidden=32, depth=2, n_freq=2,
+                                   periodic=[True] + [False] * (dim - 1))).to(dtype)
 
 
 def test_hutchinson_mean_matches_exact_divergence():
@@ -105,7 +114,8 @@ def test_hutchinson_mean_matches_exact_divergence():
     _, est = denoise_with_divergence(net, x, lam, probes)
     torch.testing.assert_close(est, exact, rtol=0.02, atol=0.02)
     # exact trace against a dense Jacobian
-    jac = torch.stack([torch.autograd.functional.jacobian(lambda xi: net(xi[None], lam[i : i + 1])[0], x[i]) for i in range(6)])
+    jac = torch.stack([torch.autograd.functional.jacobian(lambda xi: net(xi[None], lam[i : i + 1])[0], x[i])
+                       for i in range(6)])
     torch.testing.assert_close(exact, torch.diagonal(jac, dim1=1, dim2=2).sum(-1))
 
 

@@ -14,7 +14,8 @@ def test_tilt_schedule_formula():
     norm = Normalizer(np.array([0.1, -0.3]), 0.5)
     centres, k = tilt_schedule(curve, norm)
     alpha, sigma = alpha_sigma(curve[:, 0])
-    torch.testing.assert_close(centres, curve[:, 1:] / alpha[:, None] * 0.5 + torch.tensor([0.1, -0.3], dtype=torch.float64))
+    torch.testing.assert_close(centres,
+                               curve[:, 1:] / alpha[:, None] * 0.5 + torch.tensor([0.1, -0.3], dtype=torch.float64))
     torch.testing.assert_close(k, alpha**2 / sigma**2 / 0.25)
 
 
@@ -29,7 +30,8 @@ def test_annealed_langevin_follows_tilt_and_is_reproducible():
     U = lambda y: 0.0 * y.sum(-1)  # noqa: E731 - pure tilt: an OU process
     centres = torch.tensor([[0.0, 0.0], [1.0, 2.0]])
     stiffness = torch.tensor([50.0, 50.0])
-    run = lambda seed: annealed_langevin(U, centres, stiffness, torch.zeros(2), 2000, 400, 1e-3, seed=seed, device="cpu", progress=False)  # noqa: E731
+    run = lambda seed: annealed_langevin(U, centres, stiffness, torch.zeros(2), 2000, 400, 1e-3,  # noqa: E731
+                                         seed=seed, device="cpu", progress=False)
     a, b, c = run(0), run(0), run(1)
     assert a.paths.shape == (2000, 800, 2) and a.energies.shape == (2000, 800)
     assert a.energy_evals == 2000 * (800 + 1)
@@ -43,5 +45,6 @@ def test_annealed_langevin_follows_tilt_and_is_reproducible():
 
 def test_recorded_energies_are_energies_of_recorded_frames():
     U = lambda y: ((y - 1.0) ** 2).sum(-1) + torch.sin(3 * y[..., 0])  # noqa: E731
-    s = annealed_langevin(U, torch.ones(3, 2), torch.ones(3), torch.zeros(2), 8, 5, 1e-2, seed=3, device="cpu", progress=False)
+    s = annealed_langevin(U, torch.ones(3, 2), torch.ones(3), torch.zeros(2), 8, 5, 1e-2,
+                          seed=3, device="cpu", progress=False)
     torch.testing.assert_close(s.energies, U(s.paths))

@@ -23,7 +23,8 @@ def test_lower_layers_import_neither_openmm_nor_mdtraj(statement):
     modules = imported_modules(statement)
     assert "tps_diffusion.core" in modules or "tps_diffusion.potentials" in modules or "tps_diffusion.utils" in modules
     assert not {m for m in modules if m.split(".")[0] in ("openmm", "mdtraj")}
-    assert not {m for m in modules if m.startswith(("tps_diffusion.molecular", "tps_diffusion.handoff", "tps_diffusion.cli"))}
+    assert not {m for m in modules
+                if m.startswith(("tps_diffusion.molecular", "tps_diffusion.handoff", "tps_diffusion.cli"))}
 
 
 def test_no_private_name_is_imported_across_modules():

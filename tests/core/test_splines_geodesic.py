@@ -4,13 +4,12 @@
 import numpy as np
 import pytest
 import torch
+from conftest import GaussianMixtureDenoiser
 from scipy.interpolate import CubicSpline
 
-from tps_diffusion.core.splines import SpacetimeSpline, natural_spline_matrix
 from tps_diffusion.core.geodesic import GeodesicConfig, optimise_geodesic
 from tps_diffusion.core.geometry import curve_energy, expectation_params, natural_params
-
-from conftest import GaussianMixtureDenoiser
+from tps_diffusion.core.splines import SpacetimeSpline, natural_spline_matrix
 
 
 def test_spline_matrix_matches_scipy_natural_spline():
@@ -51,7 +50,8 @@ def test_unconstrained_geodesic_lowers_energy_and_climbs_in_noise(mixture):
     a, b = torch.tensor(MEANS[0], dtype=torch.float64), torch.tensor(MEANS[1], dtype=torch.float64)
     cfg = GeodesicConfig(steps=200, n_points=48, n_nodes=6)
     geo = optimise_geodesic(mixture, a, b, cfg, progress=False)
-    straight = torch.cat([torch.full((48, 1), 4.0, dtype=torch.float64), a + torch.linspace(0, 1, 48, dtype=torch.float64)[:, None] * (b - a)], -1)
+    straight = torch.cat([torch.full((48, 1), 4.0, dtype=torch.float64),
+                          a + torch.linspace(0, 1, 48, dtype=torch.float64)[:, None] * (b - a)], -1)
     assert geo.energy.item() < 0.5 * energy_of(mixture, straight).item()
     assert geo.min_lambda.item() < 2.0  # climbs to lower SNR (from 4) before descending to x_B
     assert geo.history[-1] < geo.history[0]
@@ -69,7 +69,9 @@ def test_low_variance_keeps_log_snr_above_threshold(mixture):
 def test_avoid_mode_keeps_kl_from_forbidden_point(mixture):
     a, b = torch.tensor(MEANS[0], dtype=torch.float64), torch.tensor(MEANS[1], dtype=torch.float64)
     z_star = torch.tensor([3.0, 0.0, 0.0], dtype=torch.float64)
-    free = optimise_geodesic(mixture, a, b, GeodesicConfig(mode="low_variance", rho_var=1.0, steps=200, n_points=48, n_nodes=6), progress=False)
+    free = optimise_geodesic(mixture, a, b,
+                             GeodesicConfig(mode="low_variance", rho_var=1.0, steps=200, n_points=48, n_nodes=6),
+                             progress=False)
     cfg = GeodesicConfig(mode="avoid", rho_var=1.0, rho_kl=4.0, steps=200, n_points=48, n_nodes=6)
     geo = optimise_geodesic(mixture, a, b, cfg, avoid=z_star, progress=False)
     from tps_diffusion.core.geometry import kl_to_point

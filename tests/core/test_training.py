@@ -3,12 +3,11 @@
 import numpy as np
 import pytest
 import torch
+from conftest import GaussianDenoiser
 
 from tps_diffusion.core.denoiser import DenoiserConfig
 from tps_diffusion.core.normalizer import Normalizer
 from tps_diffusion.core.training import DiffusionModel, TrainConfig, train
-
-from conftest import GaussianDenoiser
 
 SMALL = dict(hidden=64, depth=2, n_freq=2, lam_freq=4)
 
@@ -19,7 +18,9 @@ def gaussian_samples(n=4000, seed=0):
 
 def test_denoiser_learns_gaussian_posterior_mean():
     samples = gaussian_samples()
-    model = train(samples, DenoiserConfig(dim=2, sigma_data=1.0, **SMALL), TrainConfig(steps=800, batch_size=256, lr=3e-3, lam_min=-6, lam_max=6, lam_sampling="importance"), progress=False, device="cpu")
+    model = train(samples, DenoiserConfig(dim=2, sigma_data=1.0, **SMALL),
+                  TrainConfig(steps=800, batch_size=256, lr=3e-3, lam_min=-6, lam_max=6, lam_sampling="importance"),
+                  progress=False, device="cpu")
     norm = model.normalizer
     # in model units the data are N((m - mean)/scale, (s/scale)^2)
     exact = GaussianDenoiser(norm.forward(np.array([1.0, -2.0])), 0.5 / norm.scale)
@@ -38,9 +39,12 @@ def test_denoiser_learns_gaussian_posterior_mean():
 def test_resume_reproduces_uninterrupted_training(tmp_path):
     samples = gaussian_samples(500)
     cfg = DenoiserConfig(dim=2, sigma_data=1.0, **SMALL)
-    straight = train(samples, cfg, TrainConfig(steps=60, batch_size=64, checkpoint_every=30), checkpoint=tmp_path / "a.pt", progress=False, device="cpu")
-    train(samples, cfg, TrainConfig(steps=30, batch_size=64, checkpoint_every=30), checkpoint=tmp_path / "b.pt", progress=False, device="cpu")
-    resumed = train(samples, cfg, TrainConfig(steps=60, batch_size=64, checkpoint_every=30), checkpoint=tmp_path / "b.pt", resume=True, progress=False, device="cpu")
+    straight = train(samples, cfg, TrainConfig(steps=60, batch_size=64, checkpoint_every=30),
+                     checkpoint=tmp_path / "a.pt", progress=False, device="cpu")
+    train(samples, cfg, TrainConfig(steps=30, batch_size=64, checkpoint_every=30),
+          checkpoint=tmp_path / "b.pt", progress=False, device="cpu")
+    resumed = train(samples, cfg, TrainConfig(steps=60, batch_size=64, checkpoint_every=30),
+                    checkpoint=tmp_path / "b.pt", resume=True, progress=False, device="cpu")
     for p, q in zip(straight.denoiser.parameters(), resumed.denoiser.parameters()):
         torch.testing.assert_close(p, q, rtol=0, atol=0)
     loaded = DiffusionModel.load(tmp_path / "b.pt", device="cpu")
@@ -55,14 +59,18 @@ def test_resume_reproduces_uninterrupted_training(tmp_path):
 def test_checkpoint_errors(tmp_path):
     samples = gaussian_samples(300)
     path = tmp_path / "m.pt"
-    train(samples, DenoiserConfig(dim=2, **SMALL), TrainConfig(steps=5, batch_size=32), checkpoint=path, progress=False, device="cpu")
+    train(samples, DenoiserConfig(dim=2, **SMALL), TrainConfig(steps=5, batch_size=32),
+          checkpoint=path, progress=False, device="cpu")
     before = path.read_bytes()
     with pytest.raises(FileExistsError, match="overwrite"):
-        train(samples, DenoiserConfig(dim=2, **SMALL), TrainConfig(steps=5, batch_size=32), checkpoint=path, progress=False, device="cpu")
+        train(samples, DenoiserConfig(dim=2, **SMALL), TrainConfig(steps=5, batch_size=32),
+              checkpoint=path, progress=False, device="cpu")
     with pytest.raises(ValueError, match="hidden=64, not 32"):
-        train(samples, DenoiserConfig(dim=2, **{**SMALL, "hidden": 32}), TrainConfig(steps=10, batch_size=32), checkpoint=path, resume=True, progress=False, device="cpu")
+        train(samples, DenoiserConfig(dim=2, **{**SMALL, "hidden": 32}), TrainConfig(steps=10, batch_size=32),
+              checkpoint=path, resume=True, progress=False, device="cpu")
     with pytest.raises(ValueError, match="lr=0.001, not 0.01"):
-        train(samples, DenoiserConfig(dim=2, **SMALL), TrainConfig(steps=10, batch_size=32, lr=0.01), checkpoint=path, resume=True, progress=False, device="cpu")
+        train(samples, DenoiserConfig(dim=2, **SMALL), TrainConfig(steps=10, batch_size=32, lr=0.01),
+              checkpoint=path, resume=True, progress=False, device="cpu")
     assert path.read_bytes() == before  # nothing lost
     bad = tmp_path / "bad.pt"
     bad.write_text("not a checkpoint")

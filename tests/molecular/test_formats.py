@@ -83,7 +83,8 @@ def test_load_errors(aldp, traj, tmp_path):
 
 
 def test_openmm_positions_set_a_simulation(aldp, traj):
-    sim = app.Simulation(aldp.topology, aldp.openmm_system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    sim = app.Simulation(aldp.topology, aldp.openmm_system, openmm.VerletIntegrator(0.001),
+                         openmm.Platform.getPlatformByName("Reference"))
     sim.context.setPositions(openmm_positions(traj, 1))
     e = sim.context.getState(getEnergy=True).getPotentialEnergy()._value
     assert e == pytest.approx(aldp.potential_energy(traj)[1], abs=1e-6)

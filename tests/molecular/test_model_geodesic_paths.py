@@ -64,7 +64,8 @@ def test_end_to_end_paths_have_openmm_energies(aldp, trained):
     # targets are the curve points mapped back to nm exactly: featurizer.inverse(x / alpha)
     targets, k = path_targets(aldp, model, geo)
     alpha, _ = alpha_sigma(z[:, 0].double())
-    np.testing.assert_allclose(targets, model.featurizer.inverse((z[:, 1:].double() / alpha[:, None]).numpy()), atol=1e-12)
+    np.testing.assert_allclose(targets, model.featurizer.inverse((z[:, 1:].double() / alpha[:, None]).numpy()),
+                               atol=1e-12)
     np.testing.assert_allclose(k, aldp.kT * np.exp(z[:, 0].double().numpy()) / model.featurizer.scale**2, rtol=1e-12)
 
     paths = sample_molecular_paths(aldp, model, geo, n_paths=2, steps_per_point=4, dynamics=Dynamics(seed=1),
@@ -73,7 +74,8 @@ def test_end_to_end_paths_have_openmm_energies(aldp, trained):
     assert paths[0].n_frames == 24 and paths[0].n_atoms == 22
     assert paths.n_force_evaluations == 2 * 6 * 4
     np.testing.assert_allclose(aldp.potential_energy(paths.joined()), paths.energies.ravel(), atol=1e-2)
-    assert paths.settings["geodesic"]["n_points"] == 6 and paths.settings["min_lambda"] == pytest.approx(float(z[:, 0].min()))
+    assert (paths.settings["geodesic"]["n_points"] == 6
+            and paths.settings["min_lambda"] == pytest.approx(float(z[:, 0].min())))
 
 
 def test_checkpoint_round_trip_rebuilds_featurizer(aldp, md, trained):
@@ -90,8 +92,17 @@ def test_checkpoint_round_trip_rebuilds_featurizer(aldp, md, trained):
     x = torch.tensor(feat.transform(md.trajectory[:5]), dtype=torch.float32)
     lam = torch.full((5,), 1.0)
     torch.testing.assert_close(loaded.denoiser(x, lam), model.denoiser(x, lam))
+    saved = MolecularModel.load(model.save(path.with_name("saved.pt")), aldp, device="cpu")
+    torch.testing.assert_close(saved.denoiser(x, lam), model.denoiser(x, lam))
+    assert saved.metadata() == model.metadata() and np.isfinite(saved.train_seconds)
+    with pytest.raises(FileExistsError):
+        model.save(path.with_name("saved.pt"))
+    with pytest.raises(ValueError, match="cannot be resumed"):
+        train_on_samples(aldp, md, "heavy", model_config=TINY_MODEL, train_config=TINY_TRAIN,
+                         checkpoint=path.with_name("saved.pt"), resume=True, device="cpu", progress=False)
     with pytest.raises(ValueError, match="different topology"):
-        MolecularModel.load(path, SimpleNamespace(md_topology=aldp.md_topology.subset(range(20)), n_atoms=20, name="other"))
+        MolecularModel.load(path, SimpleNamespace(md_topology=aldp.md_topology.subset(range(20)), n_atoms=20,
+                                                  name="other"))
 
 
 def test_endpoint_outside_training_data_raises(aldp, md):
@@ -112,8 +123,10 @@ def test_endpoint_specs_and_errors(aldp, md, trained):
     frame = md.trajectory[3]
     from_frame = model.endpoint(aldp, frame)
     np.testing.assert_allclose(from_frame, model.endpoint(aldp, frame.xyz[0]), atol=1e-12)
-    np.testing.assert_allclose(from_frame, model.endpoint(aldp, frame.xyz[0][model.featurizer.atom_indices]), atol=1e-12)
-    with pytest.raises(ValueError, match=r"unknown state 'alpha_R' for alanine_dipeptide_vacuum; known states: C5, C7ax, C7eq"):
+    np.testing.assert_allclose(from_frame, model.endpoint(aldp, frame.xyz[0][model.featurizer.atom_indices]),
+                               atol=1e-12)
+    with pytest.raises(ValueError,
+                       match=r"unknown state 'alpha_R' for alanine_dipeptide_vacuum; known states: C5, C7ax, C7eq"):
         model.endpoint(aldp, "alpha_R")
     with pytest.raises(ValueError, match="unknown state 'C8'"):
         molecular_geodesic(model, aldp, "C5", "C8", progress=False, **GEO)

@@ -14,7 +14,8 @@ from tps_diffusion.utils.systems_dir import systems_dir
 
 ALDP_DIR = systems_dir() / "alanine_dipeptide"
 
-PUBLISHED_MINIMA = {"C7eq": -90.94, "C5": -88.45, "C7ax": -85.00}  # kJ/mol, published minima (docs/method.md, section 8)
+# kJ/mol, published minima (docs/method.md, section 8)
+PUBLISHED_MINIMA = {"C7eq": -90.94, "C5": -88.45, "C7ax": -85.00}
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +91,8 @@ def test_obc2_native_force_matches_customgb_obc2(aldp):
     assert "GBSAOBCForce" in kinds and "CustomGBForce" not in kinds
     # independent reference: OpenMM's implicit/obc2.xml (CustomGBForce, Amber igb=5)
     ff = app.ForceField("amber99sbildn.xml", "implicit/obc2.xml")
-    ref = MolecularSystem.from_openmm(obc.topology, ff.createSystem(obc.topology, nonbondedMethod=app.NoCutoff), obc.positions)
+    ref = MolecularSystem.from_openmm(obc.topology, ff.createSystem(obc.topology, nonbondedMethod=app.NoCutoff),
+                                      obc.positions)
     xyz = np.stack([aldp.positions_of(n) for n in PUBLISHED_MINIMA])
     np.testing.assert_allclose(obc.potential_energy(xyz), ref.potential_energy(xyz), atol=1e-3)
     np.testing.assert_allclose(obc.forces(xyz), ref.forces(xyz), atol=1e-2)

@@ -28,6 +28,7 @@ minimised with (phi, psi) held fixed, i.e. the adiabatic energy where the paths 
 with the lowest relaxed barrier (~33.9 kJ/mol at phi ~ 0).
 """
 
+
 from __future__ import annotations
 
 import os
@@ -47,14 +48,14 @@ from ..molecular.formats import write_trajectory
 from ..molecular.geodesic import molecular_geodesic
 from ..molecular.md import run_md
 from ..molecular.model import train_on_samples
-from ..molecular.paths import path_targets, sample_molecular_paths
-from ..molecular.system import minimize_with_fixed_torsions
+from ..molecular.paths import path_targets
 from ..plotting import plot_log_snr, plot_paths, save_figure
-from ..utils.angles import wrap
 from ..utils.files import check_writable, write_json
 from ..utils.provenance import versions
+from .aldp_paths import END, START, crossing_analysis, dihedrals, mode_entry, sample_mode, target_dihedrals
 
-START, END = "C5", "C7ax"
+__all__ = ["Recipe", "crossing_analysis", "output_paths", "run"]
+
 
 
 @dataclass
@@ -135,131 +136,6 @@ def output_paths(out: Path) -> dict[str, Path]:
 
 
 # ---------------------------------------------------------------------------------------------
-# analysis
-
-
-def crossing_analysis(phi: np.ndarray, psi: np.ndarray, start_centre, radius: float = ALDP_STATE_RADIUS) -> dict:
-    """Where each path first reaches phi > 0 after leaving the start state for good.
-
-    ``phi``, ``psi``: ``(P, T)`` rad along the paths (start structure not included; it counts as
-    inside the start ball). Returns ``index (P,)`` (-1: no crossing), ``phi``/``psi`` at the
-    crossing frame (NaN if none) and ``near_zero (P,)`` (crossing phi < pi/2).
-    """
-    d = np.stack([phi - start_centre[0], psi - start_centre[1]], -1)
-    d = wrap(d)
-    inside = np.sqrt((d**2).sum(-1)) <= radius
-    P, T = phi.shape
-    t = np.arange(T)
-    last_in = np.where(inside, t, -1).max(1)  # -1: left at once (the start is inside)
-    after = (t[None] > last_in[:, None]) & (phi > 0)
-    has = after.any(1)
-    index = np.where(has, after.argmax(1), -1)
-    rows = np.arange(P)
-    cphi = np.where(has, phi[rows, np.maximum(index, 0)], np.nan)
-    cpsi = np.where(has, psi[rows, np.maximum(index, 0)], np.nan)
-    return {"index": index, "phi": cphi, "psi": cpsi, "near_zero": has & (cphi < np.pi / 2)}
-
-
-def _dihedrals(system, traj: mdtraj.Trajectory) -> tuple[np.ndarray, np.ndarray]:
-    return system.cvs["phi"].compute(traj), system.cvs["psi"].compute(traj)
-
-
-def _target_dihedrals(system, feat, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(phi, psi) of the restraint targets (phi/psi atoms are heavy atoms: present in any selection
-    containing them; other atoms filled from the reference structure)."""
-    full = np.repeat(system.positions[None], len(targets), 0)
-    full[:, feat.atom_indices] = targets
-    return _dihedrals(system, system.to_trajectory(full))
-
-
-def _sample_mode(system, model, geo, recipe: Recipe, n_paths: int, steps_per_point: int, seed: int, e0: float,
-                 keep_traj: int, n_plot: int, progress: bool) -> dict:
-    """Sample ``n_paths`` in chunks; reduce each chunk to the statistics (bounded memory)."""
-    centre = system.states[START].centre
-    target = system.states[END]
-    max_e, hit, fin, cross, visits = [], [], [], [], []
-    plot_tracks, kept, cross_xyz, seconds, n_force, n_energy = [], [], [], 0.0, 0, 0
-    done, chunk = 0, 0
-    while done < n_paths:
-        n = min(recipe.chunk_paths, n_paths - done)
-        dyn = Dynamics(temperature=recipe.temperature, timestep=recipe.timestep, friction=recipe.friction,
-                       seed=seed * 100_003 + chunk, n_workers=recipe.n_workers)
-        ps = sample_molecular_paths(system, model, geo, n, steps_per_point, dynamics=dyn, progress=progress)
-        seconds += ps.wall_time_s
-        n_force += ps.n_force_evaluations
-        n_energy += ps.n_energy_evaluations
-        joined = ps.joined()
-        phi, psi = (a.reshape(n, -1) for a in _dihedrals(system, joined))
-        max_e.append(ps.max_energy() - e0)
-        hit.append(target.contains(ps.final_frames()))
-        fin.append(np.stack([phi[:, -1], psi[:, -1]], 1))
-        c = crossing_analysis(phi, psi, centre, recipe.hit_radius)
-        cross.append(c)
-        pp = np.stack([phi, psi], -1)
-        visits.append({name: (st.distance_cv(pp) <= st.radius).any(1) for name, st in system.states.items()})
-        for i in range(n):
-            if c["index"][i] >= 0 and len(cross_xyz) < recipe.n_relaxed:
-                cross_xyz.append(np.asarray(ps[i].xyz[c["index"][i]], dtype=np.float64))
-            if len(plot_tracks) < n_plot:
-                plot_tracks.append(np.stack([phi[i], psi[i]], 1).astype(np.float32))
-            if len(kept) < keep_traj:
-                kept.append(ps[i][recipe.write_stride - 1::recipe.write_stride])
-        done += n
-        chunk += 1
-        del ps, joined
-    max_e, hit, fin = np.concatenate(max_e), np.concatenate(hit), np.concatenate(fin)
-    cr = {k: np.concatenate([c[k] for c in cross]) for k in cross[0]}
-    has = cr["index"] >= 0
-    visit = {name: np.concatenate([v[name] for v in visits]) for name in visits[0]}
-    torsions = [system.cvs["phi"], system.cvs["psi"]]
-    relaxed = np.array([system.potential_energy(minimize_with_fixed_torsions(system, x, torsions)) - e0 for x in cross_xyz])
-    return {"max_e": max_e, "hit": hit, "final": fin, "crossing": cr, "has_crossing": has, "visit": visit, "tracks": plot_tracks,
-            "relaxed": relaxed,
-            "kept": kept, "seconds": seconds, "n_force": n_force, "n_energy": n_energy}
-
-
-def _mode_entry(s: dict, geo, geo_seconds: float, n_paths: int, system, model, timestep: float, steps_per_point: int) -> dict:
-    cr, has = s["crossing"], s["has_crossing"]
-    check, core = geo.metric_check[0], geo.geodesic
-    _, k = path_targets(system, model, geo)
-    return {
-        "n_paths": n_paths,
-        "n_points": int(geo.curve.shape[1]),
-        "steps_per_point": int(steps_per_point),
-        "hit_rate": float(s["hit"].mean()),
-        "max_energy_mean": float(s["max_e"].mean()),
-        "max_energy_std": float(s["max_e"].std()),
-        "max_energy_median": float(np.median(s["max_e"])),
-        "max_energy_mean_hits": float(s["max_e"][s["hit"]].mean()) if s["hit"].any() else None,
-        "crossing_near_phi0_fraction": float(cr["near_zero"][has].mean()) if has.any() else None,
-        "crossing_fraction": float(has.mean()),
-        "crossing_phi_deg_mean": float(np.degrees(cr["phi"][has]).mean()) if has.any() else None,
-        "crossing_psi_deg_mean": float(np.degrees(np.arctan2(np.sin(cr["psi"][has]).mean(), np.cos(cr["psi"][has]).mean())))
-        if has.any() else None,
-        "crossing_time_ps_mean": float(cr["index"][has].mean() + 1) * timestep if has.any() else None,
-        "hits_crossing_near_phi0_fraction": float(cr["near_zero"][s["hit"]].mean()) if s["hit"].any() else None,
-        "visit_fraction": {name: float(v.mean()) for name, v in s["visit"].items()},
-        "crossing_relaxed_energy_mean": float(s["relaxed"].mean()) if len(s["relaxed"]) else None,
-        "crossing_relaxed_energy_std": float(s["relaxed"].std()) if len(s["relaxed"]) else None,
-        "crossing_relaxed_energy_n": int(len(s["relaxed"])),
-        "energy_evals_sampling": int(s["n_force"]),
-        "energy_evals_analysis": int(s["n_energy"]),
-        "sampling_seconds": s["seconds"],
-        "geodesic_seconds": geo_seconds,
-        "geodesic_steps": core.steps_done,
-        "curve_energy": float(core.energy[0]),
-        "curve_length": float(core.length[0]),
-        "min_lambda": float(core.min_lambda[0]),
-        "stiffness_min_kj_mol_nm2": float(k.min()),
-        "stiffness_max_kj_mol_nm2": float(k.max()),
-        "metric_negative_mass": check.negative_mass,
-        "metric_negative_fraction": check.negative_fraction,
-        **({"min_kl_nats": float(core.kl.min())} if core.kl is not None else {}),
-        **({"geodesic_message": core.message} if core.message else {}),
-    }
-
-
-# ---------------------------------------------------------------------------------------------
 # the benchmark
 
 
@@ -284,10 +160,10 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
     md_dynamics = Dynamics(temperature=recipe.md_temperature, timestep=recipe.md_timestep, friction=recipe.md_friction,
                            seed=seed, n_workers=recipe.n_workers)
     md = run_md(system, list(recipe.md_starts), recipe.md_steps, report_interval=recipe.md_report_interval,
-                dynamics=md_dynamics, n_runs_per_start=recipe.md_runs_per_start, n_equilibration=recipe.md_equilibration,
-                progress=progress)
+                dynamics=md_dynamics, n_runs_per_start=recipe.md_runs_per_start,
+                n_equilibration=recipe.md_equilibration, progress=progress)
     md_states = system.assign_states(md.trajectory)
-    md_phi, md_psi = _dihedrals(system, md.trajectory)
+    md_phi, md_psi = dihedrals(system, md.trajectory)
     start_of_frame = np.repeat(np.array(recipe.md_starts), recipe.md_runs_per_start)[md.run_index]
     # a frame "left its basin side" if its phi sign differs from its run's start basin (C5: phi < 0, C7ax: phi > 0)
     start_sign = np.array([np.sign(system.states[s].centre[0]) for s in start_of_frame])
@@ -322,14 +198,15 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
         if mode == "avoid":
             kw["rho_kl"] = recipe.rho_kl
         t0 = time.perf_counter()
-        geo = molecular_geodesic(model, system, START, END, mode=mode, avoid=recipe.avoid_state if mode == "avoid" else None,
-                                 avoid_lam=recipe.avoid_lam, progress=progress, **kw)
+        geo = molecular_geodesic(model, system, START, END, mode=mode,
+                                 avoid=recipe.avoid_state if mode == "avoid" else None, avoid_lam=recipe.avoid_lam,
+                                 progress=progress, **kw)
         geo_seconds = time.perf_counter() - t0
         n = recipe.n_paths if i == 0 else recipe.n_paths_other_modes
         k = recipe.k_of(mode)
-        s = _sample_mode(system, model, geo, recipe, n, k, seed + 1 + i, e0, recipe.write_paths if i == 0 else 0,
-                         recipe.plot_paths, progress)
-        results[mode] = _mode_entry(s, geo, geo_seconds, n, system, model, recipe.timestep, k)
+        s = sample_mode(system, model, geo, recipe, n, k, seed + 1 + i, e0, recipe.write_paths if i == 0 else 0,
+                        recipe.plot_paths, progress)
+        results[mode] = mode_entry(s, geo, geo_seconds, n, system, model, recipe.timestep, k)
         samples[mode], geos[mode] = s, geo
 
     main = results[recipe.mode]
@@ -358,7 +235,8 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
         "hit_rate": main["hit_rate"],
         "max_energy_mean": main["max_energy_mean"],
         "max_energy_std": main["max_energy_std"],
-        "max_energy_reference": "raw force-field potential (amber99sbildn, vacuum) of every recorded frame, kJ/mol, minus the minimised C5 energy",
+        "max_energy_reference": "raw force-field potential (amber99sbildn, vacuum) of every recorded frame, kJ/mol, "
+                                "minus the minimised C5 energy",
         "e_c5_min_kj_mol": e0,
         "max_energy_thermal_baseline_mean": float(base_max.mean()),
         "max_energy_thermal_baseline_std": float(base_max.std()),
@@ -366,22 +244,29 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
         "crossing_phi_deg_mean": main["crossing_phi_deg_mean"],
         "crossing_relaxed_energy_mean": main["crossing_relaxed_energy_mean"],
         "crossing_relaxed_energy_std": main["crossing_relaxed_energy_std"],
-        "crossing_relaxed_energy_note": "crossing frames minimised with phi and psi held fixed (cosine restraints), force-field energy minus the C5 minimum; the lowest relaxed C5 -> C7ax barrier (phi ~ 0) is ~33.9 kJ/mol (SPEC section 5)",
+        "crossing_relaxed_energy_note": "crossing frames minimised with phi and psi held fixed (cosine restraints), "
+                                        "force-field energy minus the C5 minimum; the lowest relaxed C5 -> C7ax "
+                                        "barrier (phi ~ 0) is ~33.9 kJ/mol (docs/method.md, section 8)",
         "crossing_psi_deg_mean": main["crossing_psi_deg_mean"],
-        "crossing_definition": "first frame with phi > 0 after the path's last frame inside the C5 ball (0.75 rad, periodic phi/psi); near phi ~ 0 if that frame has phi < pi/2, else near phi ~ pi",
+        "crossing_definition": "first frame with phi > 0 after the path's last frame inside the C5 ball (0.75 rad, "
+                               "periodic phi/psi); near phi ~ 0 if that frame has phi < pi/2, else near phi ~ pi",
         "energy_evals_md_data": int(md_evals),
         "energy_evals_sampling": main["energy_evals_sampling"],
         "energy_evals_total": int(md_evals + main["energy_evals_sampling"]),
         "energy_evals_total_all_modes": int(md_evals + sampling_all),
         "energy_evals_analysis": int(sum(r["energy_evals_analysis"] for r in results.values()) + md.n_energy_evaluations
                                      + base.n_force_evaluations + base.n_energy_evaluations),
-        "energy_evals_note": "MD data and sampling count integration steps (one force evaluation each); energy_evals_analysis counts the extra evaluations made only to report energies (every recorded path and MD frame, and the thermal-baseline MD; the minimisations of crossing frames are not counted), not needed by the method",
+        "energy_evals_note": "MD data and sampling count integration steps (one force evaluation each); "
+                             "energy_evals_analysis counts the extra evaluations made only to report energies "
+                             "(every recorded path and MD frame, and the thermal-baseline MD; the minimisations of "
+                             "crossing frames are not counted), not needed by the method",
         "md_seconds": md.wall_time_s,
         "training_seconds": training_seconds,
         "geodesic_seconds": main["geodesic_seconds"],
         "sampling_seconds": main["sampling_seconds"],
         "total_seconds": None,
-        "md_data": {"n_frames": int(md.trajectory.n_frames), "frames_per_state": {k: int((md_states == k).sum()) for k in [*system.states, ""]},
+        "md_data": {"n_frames": int(md.trajectory.n_frames),
+                    "frames_per_state": {k: int((md_states == k).sum()) for k in [*system.states, ""]},
                     "frames_crossed_to_other_phi_side": int(crossed.sum()), "recipe": data_recipe},
         "model": {"dim": model.dim, "n_selected_atoms": feat.n_selected, "feature_scale_nm": feat.scale,
                   "endpoint_nn_q99": model.endpoint_check.nn_q99},
@@ -403,7 +288,8 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
     return report
 
 
-def _plot(system, feat, model, md_phi, md_psi, samples: dict, geos: dict, path: Path, recipe: Recipe, overwrite: bool) -> None:
+def _plot(system, feat, model, md_phi, md_psi, samples: dict, geos: dict, path: Path, recipe: Recipe,
+          overwrite: bool) -> None:
     import matplotlib.pyplot as plt
 
     modes = list(samples)
@@ -414,7 +300,7 @@ def _plot(system, feat, model, md_phi, md_psi, samples: dict, geos: dict, path: 
         ax.pcolormesh(bins, bins, np.log1p(h).T, cmap="Greys", shading="flat")
         plot_paths(np.array(samples[mode]["tracks"]), ax=ax, n_show=recipe.plot_paths, color="C0", alpha=0.3)
         targets, _ = path_targets(system, model, geos[mode])
-        tphi, tpsi = _target_dihedrals(system, feat, targets)
+        tphi, tpsi = target_dihedrals(system, feat, targets)
         ax.plot(tphi, tpsi, "r.", ms=3, label="geodesic targets x/alpha")
         for name, st in system.states.items():
             ax.add_patch(plt.Circle(st.centre, st.radius, color="k", fill=False, ls="--", lw=0.8))
@@ -427,6 +313,7 @@ def _plot(system, feat, model, md_phi, md_psi, samples: dict, geos: dict, path: 
         plot_log_snr(geos[mode].geodesic.lam[0].cpu().numpy(), ax=axes[-1], label=mode)
     axes[-1].set_title("log-SNR along the geodesics")
     axes[-1].legend(fontsize=7)
-    fig.suptitle("alanine dipeptide C5 -> C7ax (amber99sbildn, vacuum, 300 K); grey: training data (log counts)", fontsize=9)
+    fig.suptitle("alanine dipeptide C5 -> C7ax (amber99sbildn, vacuum, 300 K); grey: training data (log counts)",
+                 fontsize=9)
     fig.tight_layout()
     save_figure(fig, path, overwrite)

@@ -1,7 +1,7 @@
 """The paper's Table 1: transition paths on the 2-D alanine dipeptide (phi, psi) surface.
 
 Pipeline: Langevin training data on the surface (kT = 1) -> denoiser -> geodesics in three
-modes -> annealed Langevin paths -> MaxEnergy, hit rate, cost. See SPEC §4.
+modes -> annealed Langevin paths -> MaxEnergy, hit rate, cost. See docs/method.md, section 4.
 """
 
 from __future__ import annotations
@@ -96,7 +96,8 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
     t0 = time.perf_counter()
     model = train(
         samples,
-        DenoiserConfig(dim=2, periodic=[True, True], sigma_data=float(samples.std()), hidden=recipe.hidden, depth=recipe.depth),
+        DenoiserConfig(dim=2, periodic=[True, True], sigma_data=float(samples.std()), hidden=recipe.hidden,
+                       depth=recipe.depth),
         TrainConfig(steps=recipe.train_steps, batch_size=recipe.batch_size, seed=seed),
         normalizer=Normalizer.identity(2),  # raw angles (radians), as the paper
         device=dev, progress=progress,
@@ -107,12 +108,14 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
     modes = {
         "unconstrained": (GeodesicConfig(mode="unconstrained"), recipe.ds_unconstrained),
         "low_variance": (GeodesicConfig(mode="low_variance", rho_var=recipe.rho_var), recipe.ds_constrained),
-        "avoid": (GeodesicConfig(mode="avoid", rho_var=recipe.avoid_rho_var, rho_kl=recipe.rho_kl), recipe.ds_constrained),
+        "avoid": (GeodesicConfig(mode="avoid", rho_var=recipe.avoid_rho_var, rho_kl=recipe.rho_kl),
+                  recipe.ds_constrained),
     }
     U_dev = U.to(dev)
     results = {}
     for i, (mode, (gcfg, ds)) in enumerate(modes.items()):
-        gcfg.steps, gcfg.n_points, gcfg.lam_end, gcfg.seed = recipe.geodesic_steps, recipe.n_points, recipe.lam_end, seed
+        gcfg.steps, gcfg.n_points = recipe.geodesic_steps, recipe.n_points
+        gcfg.lam_end, gcfg.seed = recipe.lam_end, seed
         geo = optimise_geodesic(model.denoiser, x_a.to(dev), x_b.to(dev), gcfg,
                                 avoid=torch.tensor(FORBIDDEN, device=dev), progress=progress)
         centres, stiffness = tilt_schedule(geo.curve[0], model.normalizer)
@@ -158,7 +161,8 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
         "recipe": asdict(recipe),
         "seed": seed,
         "quick": quick,
-        "machine": {"device": str(dev), "cpu_count": torch.get_num_threads(), "processor": platform.processor() or platform.machine(),
+        "machine": {"device": str(dev), "cpu_count": torch.get_num_threads(),
+                    "processor": platform.processor() or platform.machine(),
                     "gpu": torch.cuda.get_device_name(dev) if dev.type == "cuda" else None},
         "versions": versions("torch"),
     }

@@ -171,7 +171,8 @@ def cmd_geodesic(args, run: Run) -> None:
 
     cfg, core = geo.config, geo.geodesic
     fig, ax = plt.subplots(figsize=(6, 4))
-    plot_log_snr(core.lam[0].detach().cpu().numpy(), ax=ax, threshold=cfg.rho_var if cfg.mode != "unconstrained" else None,
+    plot_log_snr(core.lam[0].detach().cpu().numpy(), ax=ax,
+                 threshold=cfg.rho_var if cfg.mode != "unconstrained" else None,
                  label=f"geodesic ({cfg.mode})")
     ax.set_title(f"{system.name}: {args.start} -> {args.end}")
     ax.legend(loc="best", fontsize="small")
@@ -321,7 +322,8 @@ def cmd_analyze(args, run: Run) -> None:
             raise ValueError(f"unknown state {name!r} for {system.name}; known states: {', '.join(system.states)}")
     if a == b:
         raise ValueError(f"states A and B are both {a!r}; pass different --state-a/--state-b")
-    frames = args.frames if args.frames else sorted(set(np.linspace(0, fpp - 1, min(10, fpp)).round().astype(int).tolist()))
+    frames = (args.frames if args.frames
+              else sorted(set(np.linspace(0, fpp - 1, min(10, fpp)).round().astype(int).tolist())))
     for f in frames:
         if not -fpp <= f < fpp:
             raise IndexError(f"frame {f} out of range for a path of {fpp} frames")

@@ -32,7 +32,8 @@ def _load_config(path: Path) -> dict:
             try:
                 import tomli as tomllib  # type: ignore[no-redef]
             except ImportError:
-                raise ImportError("TOML configs need Python >= 3.11 (tomllib) or 'pip install tomli'; or use a .json config") from None
+                raise ImportError("TOML configs need Python >= 3.11 (tomllib) or 'pip install tomli'; "
+                                  "or use a .json config") from None
         try:
             cfg = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:
@@ -74,7 +75,8 @@ def run_config(args, run: Run, execute: Callable[[argparse.Namespace, list[str]]
         raise ValueError(f"{args.config}: unknown section(s) {sorted(unknown)}; sections: {', '.join(STAGES)}")
     bad = set(top) - set(_GLOBAL_KEYS) - {"run-dir", "overwrite", "quiet"}
     if bad:
-        raise ValueError(f"{args.config}: unknown top-level key(s) {sorted(bad)}; allowed: {', '.join(_GLOBAL_KEYS)}, run-dir, overwrite, quiet")
+        raise ValueError(f"{args.config}: unknown top-level key(s) {sorted(bad)}; "
+                         f"allowed: {', '.join(_GLOBAL_KEYS)}, run-dir, overwrite, quiet")
     if not sections:
         raise ValueError(f"{args.config}: no stage sections; give some of [{'], ['.join(STAGES)}]")
     parser = build_parser()

@@ -35,7 +35,8 @@ def execute(args, argv: Sequence[str]) -> dict | None:
 
 
 def _show_warning(message, category, filename, lineno, file=None, line=None):
-    print(f"{PROG}: warning: {one_line(message) if isinstance(message, BaseException) else str(message).splitlines()[0]}",
+    print(f"{PROG}: warning: "
+          f"{one_line(message) if isinstance(message, BaseException) else str(message).splitlines()[0]}",
           file=sys.stderr, flush=True)
 
 

@@ -15,8 +15,8 @@ from .. import __version__
 from ..core.training import TrainConfig
 from ..molecular.geodesic import MOLECULAR_GEODESIC
 from ..molecular.model import MOLECULAR_TRAINING
-
 from .rundir import PROG
+
 STAGES = ("simulate", "train", "geodesic", "sample", "export", "analyze")
 BENCHMARKS = ("aldp2d", "aldp", "kernel")
 
@@ -51,7 +51,8 @@ class Parser(argparse.ArgumentParser):
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action):  # show defaults, but not "(default: None)" / for flags
         text = action.help or ""
-        if action.default is None or action.default is False or action.default == argparse.SUPPRESS or "%(default)" in text:
+        if (action.default is None or action.default is False or action.default == argparse.SUPPRESS
+                or "%(default)" in text):
             return text
         return text + " (default: %(default)s)"
 
@@ -81,13 +82,15 @@ def _path_args(p) -> None:
                    help="topology for coordinate-only formats (default: <paths stem>.pdb next to the file)")
     p.add_argument("--path-index", type=int, default=0, metavar="I", help="which path of the file (0-based)")
     p.add_argument("--frames-per-path", type=int, metavar="T",
-                   help="frames per path in the file (default: from <paths stem>.json written by 'sample', else the whole file is one path)")
+                   help="frames per path in the file (default: from <paths stem>.json written by 'sample', "
+                        "else the whole file is one path)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog=PROG, formatter_class=_Formatter,
-                     description="Transition paths between metastable states from spacetime geodesics of diffusion models, "
-                                 "sampled under a real force field (OpenMM). Units: nm, ps, K, kJ/mol; log-SNR in nats of SNR.",
+                     description="Transition paths between metastable states from spacetime geodesics of diffusion "
+                                 "models, sampled under a real force field (OpenMM). Units: nm, ps, K, kJ/mol; "
+                                 "log-SNR in nats of SNR.",
                      epilog=f"'{PROG} <command> --help' lists the options of a command with their units.")
     T, G = TRAIN_DEFAULTS, GEODESIC_DEFAULTS
 
@@ -107,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
             "kJ/mol for aldp; times in s.")
     p.add_argument("benchmark", choices=BENCHMARKS, help="which benchmark")
     p.add_argument("--out", type=Path, required=True, metavar="JSON", help="report file (figures go next to it)")
-    p.add_argument("--paths", type=int, metavar="N", help="transition paths per mode (aldp2d, aldp; default: the recipe's)")
+    p.add_argument("--paths", type=int, metavar="N",
+                   help="transition paths per mode (aldp2d, aldp; default: the recipe's)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--quick", action="store_true", help="reduced recipe (minutes on a CPU)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device")
@@ -121,16 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
             "metastable states; every frame is written to one trajectory (samples.h5, or samples.dcd + samples.pdb) "
             "with the potential energies (kJ/mol) in samples.npz.")
     _system_arg(p, help_extra=" (default: alanine_dipeptide)")
-    p.add_argument("--states", nargs="+", metavar="STATE", help="start states, e.g. C5 C7ax (default: every state with a structure)")
-    p.add_argument("--steps", type=int, default=10_000, metavar="N", help="production steps per run (one step = --timestep ps)")
+    p.add_argument("--states", nargs="+", metavar="STATE",
+                   help="start states, e.g. C5 C7ax (default: every state with a structure)")
+    p.add_argument("--steps", type=int, default=10_000, metavar="N",
+                   help="production steps per run (one step = --timestep ps)")
     p.add_argument("--temperature", type=float, metavar="K", help="temperature in K (default: the system's, 300 K)")
-    p.add_argument("--timestep", type=float, metavar="PS", help="time step in ps (default: 0.001 ps with flexible X-H bonds, 0.002 ps constrained)")
+    p.add_argument("--timestep", type=float, metavar="PS",
+                   help="time step in ps (default: 0.001 ps with flexible X-H bonds, 0.002 ps constrained)")
     p.add_argument("--friction", type=float, metavar="1/PS", help="Langevin friction in 1/ps (default: 1/ps)")
-    p.add_argument("--runs-per-state", type=int, default=1, metavar="R", help="independent runs (seeds) per start state")
-    p.add_argument("--report-interval", type=int, default=100, metavar="STEPS", help="record a frame every this many steps")
+    p.add_argument("--runs-per-state", type=int, default=1, metavar="R",
+                   help="independent runs (seeds) per start state")
+    p.add_argument("--report-interval", type=int, default=100, metavar="STEPS",
+                   help="record a frame every this many steps")
     p.add_argument("--equilibration", type=int, default=0, metavar="STEPS", help="unrecorded steps before production")
     p.add_argument("--seed", type=int, default=0, help="random seed (velocities and Langevin noise)")
-    p.add_argument("--platform", metavar="NAME", help="OpenMM platform: Reference, CPU, CUDA, OpenCL (default: Reference below 200 atoms)")
+    p.add_argument("--platform", metavar="NAME",
+                   help="OpenMM platform: Reference, CPU, CUDA, OpenCL (default: Reference below 200 atoms)")
     p.add_argument("--workers", type=int, default=1, metavar="W", help="parallel processes (one run each)")
     p.add_argument("--format", default="h5", choices=("h5", "dcd", "xtc"),
                    help="trajectory format (h5 carries the topology; dcd/xtc get samples.pdb; positions in nm)")
@@ -142,8 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
             "denoiser on them; writes model.pt, checkpointed every --checkpoint-every steps. After an interruption "
             "continue with the same command plus --run-dir DIR --resume.")
     p.add_argument("--data", type=Path, nargs="+", required=True, metavar="TRAJ",
-                   help="MD samples: .h5 / .pdb, or .dcd / .xtc with --top (positions in nm); several files are concatenated")
-    p.add_argument("--top", type=Path, metavar="PDB", help="topology for coordinate-only formats (default: the system's topology)")
+                   help="MD samples: .h5 / .pdb, or .dcd / .xtc with --top (positions in nm); "
+                        "several files are concatenated")
+    p.add_argument("--top", type=Path, metavar="PDB",
+                   help="topology for coordinate-only formats (default: the system's topology)")
     _system_arg(p, help_extra=" (default: the system of the simulate run that wrote --data, else alanine_dipeptide)")
     p.add_argument("--selection", default="heavy", metavar="SEL",
                    help="atoms of the model: heavy, all, backbone or an mdtraj selection string")
@@ -154,12 +166,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--hidden", type=int, metavar="H", help=f"width of the MLP (default: {T['hidden']})")
     p.add_argument("--depth", type=int, metavar="L", help=f"hidden layers of the MLP (default: {T['depth']})")
     p.add_argument("--lam-min", type=float, metavar="LAMBDA", help=f"lowest training log-SNR (default: {T['lam_min']})")
-    p.add_argument("--lam-max", type=float, metavar="LAMBDA", help=f"highest training log-SNR (default: {T['lam_max']})")
-    p.add_argument("--lam-sampling", choices=("uniform", "importance"), help=f"how training log-SNR values are drawn (default: {T['lam_sampling']})")
-    p.add_argument("--checkpoint-every", type=int, metavar="N", help=f"save model.pt every N steps (default: {T['checkpoint_every']})")
+    p.add_argument("--lam-max", type=float, metavar="LAMBDA",
+                   help=f"highest training log-SNR (default: {T['lam_max']})")
+    p.add_argument("--lam-sampling", choices=("uniform", "importance"),
+                   help=f"how training log-SNR values are drawn (default: {T['lam_sampling']})")
+    p.add_argument("--checkpoint-every", type=int, metavar="N",
+                   help=f"save model.pt every N steps (default: {T['checkpoint_every']})")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device")
-    p.add_argument("--resume", action="store_true", help="continue an interrupted training from DIR/model.pt (needs --run-dir DIR)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted training from DIR/model.pt (needs --run-dir DIR)")
     _common(p)
 
     # ----- geodesic
@@ -168,22 +184,32 @@ def build_parser() -> argparse.ArgumentParser:
             "--lam-end; writes geodesic.npz (lam, x, config, endpoints) and geodesic.png (log-SNR along the curve).")
     p.add_argument("--model", type=Path, required=True, metavar="CKPT", help="checkpoint written by 'train' (model.pt)")
     _system_arg(p, help_extra=" (default: the model's)")
-    p.add_argument("--start", required=True, metavar="STATE|FILE", help="start: state name (e.g. C5) or a structure file (first frame; nm)")
-    p.add_argument("--end", required=True, metavar="STATE|FILE", help="end: state name (e.g. C7ax) or a structure file (first frame; nm)")
+    p.add_argument("--start", required=True, metavar="STATE|FILE",
+                   help="start: state name (e.g. C5) or a structure file (first frame; nm)")
+    p.add_argument("--end", required=True, metavar="STATE|FILE",
+                   help="end: state name (e.g. C7ax) or a structure file (first frame; nm)")
     p.add_argument("--mode", default="unconstrained", choices=("unconstrained", "low_variance", "avoid"),
-                   help="unconstrained; low_variance keeps log-SNR >= --rho-var; avoid also keeps KL from --avoid >= --rho-kl")
-    p.add_argument("--avoid", metavar="STATE|FILE", help="forbidden region for --mode avoid: state name or structure file")
-    p.add_argument("--avoid-lam", type=float, metavar="LAMBDA", help="log-SNR of the forbidden spacetime point (default: --lam-end)")
-    p.add_argument("--rho-var", type=float, metavar="LAMBDA", help=f"lowest allowed log-SNR for low_variance/avoid (default: {G['rho_var']})")
-    p.add_argument("--rho-kl", type=float, metavar="NATS", help=f"smallest allowed KL divergence from the forbidden point, in nats (default: {G['rho_kl']})")
-    p.add_argument("--lam-end", type=float, metavar="LAMBDA", help=f"log-SNR of the endpoints (default: {G['lam_end']})")
+                   help="unconstrained; low_variance keeps log-SNR >= --rho-var; "
+                        "avoid also keeps KL from --avoid >= --rho-kl")
+    p.add_argument("--avoid", metavar="STATE|FILE",
+                   help="forbidden region for --mode avoid: state name or structure file")
+    p.add_argument("--avoid-lam", type=float, metavar="LAMBDA",
+                   help="log-SNR of the forbidden spacetime point (default: --lam-end)")
+    p.add_argument("--rho-var", type=float, metavar="LAMBDA",
+                   help=f"lowest allowed log-SNR for low_variance/avoid (default: {G['rho_var']})")
+    p.add_argument("--rho-kl", type=float, metavar="NATS",
+                   help=f"smallest allowed KL divergence from the forbidden point, in nats (default: {G['rho_kl']})")
+    p.add_argument("--lam-end", type=float, metavar="LAMBDA",
+                   help=f"log-SNR of the endpoints (default: {G['lam_end']})")
     p.add_argument("--points", type=int, metavar="N", help=f"points on the curve (default: {G['n_points']})")
     p.add_argument("--nodes", type=int, metavar="M", help=f"spline nodes (default: {G['n_nodes']})")
     p.add_argument("--steps", type=int, metavar="N", help=f"Adam steps (default: {G['steps']})")
     p.add_argument("--lr", type=float, help=f"Adam learning rate (default: {G['lr']})")
-    p.add_argument("--probes", type=int, metavar="P", help="Hutchinson probes for the divergence (default: exact divergence)")
+    p.add_argument("--probes", type=int, metavar="P",
+                   help="Hutchinson probes for the divergence (default: exact divergence)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--no-check", action="store_true", help="skip the check that the endpoints lie inside the training data")
+    p.add_argument("--no-check", action="store_true",
+                   help="skip the check that the endpoints lie inside the training data")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device")
     _common(p)
 
@@ -193,18 +219,23 @@ def build_parser() -> argparse.ArgumentParser:
             "field with a harmonic restraint (kJ/mol/nm^2) towards the point's target structure. Writes paths.dcd + "
             "paths.pdb (all paths, one after another), paths.npz (energies in kJ/mol), paths.json and paths.png "
             "(paths in CV space, e.g. phi/psi in rad, and energy along the paths).")
-    p.add_argument("--model", type=Path, metavar="CKPT", help="checkpoint written by 'train' (default: the one the geodesic was made with)")
-    p.add_argument("--geodesic", type=Path, required=True, metavar="NPZ", help="curve written by 'geodesic' (geodesic.npz)")
+    p.add_argument("--model", type=Path, metavar="CKPT",
+                   help="checkpoint written by 'train' (default: the one the geodesic was made with)")
+    p.add_argument("--geodesic", type=Path, required=True, metavar="NPZ",
+                   help="curve written by 'geodesic' (geodesic.npz)")
     _system_arg(p, help_extra=" (default: the geodesic's)")
     p.add_argument("--paths", type=int, default=10, metavar="P", help="number of paths")
-    p.add_argument("--steps-per-point", type=int, default=32, metavar="K", help="Langevin steps per curve point (each path makes N*K steps)")
+    p.add_argument("--steps-per-point", type=int, default=32, metavar="K",
+                   help="Langevin steps per curve point (each path makes N*K steps)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--workers", type=int, default=1, metavar="W", help="parallel processes")
     p.add_argument("--friction", type=float, metavar="1/PS", help="Langevin friction in 1/ps (default: 1/ps)")
-    p.add_argument("--timestep", type=float, metavar="PS", help="time step in ps (default: 0.001 ps with flexible X-H bonds, 0.002 ps constrained)")
+    p.add_argument("--timestep", type=float, metavar="PS",
+                   help="time step in ps (default: 0.001 ps with flexible X-H bonds, 0.002 ps constrained)")
     p.add_argument("--temperature", type=float, metavar="K",
                    help="temperature in K; also sets kT of the restraint (default: that of the model's training data)")
-    p.add_argument("--record-interval", type=int, default=1, metavar="STEPS", help="record a frame every this many steps (must divide K)")
+    p.add_argument("--record-interval", type=int, default=1, metavar="STEPS",
+                   help="record a frame every this many steps (must divide K)")
     p.add_argument("--start", metavar="STATE|FILE", help="start structure (default: the geodesic's start)")
     p.add_argument("--platform", metavar="NAME", help="OpenMM platform (default: Reference below 200 atoms)")
     _common(p)
@@ -217,17 +248,25 @@ def build_parser() -> argparse.ArgumentParser:
     _path_args(p)
     _system_arg(p, help_extra=" for --state-xml/--ops (default: from <paths stem>.json)")
     p.add_argument("--selection", default="heavy", metavar="SEL",
-                   help="atoms for the RMSD (nm) and the PATHMSD reference: heavy, all, backbone or an mdtraj selection")
-    p.add_argument("--plumed", nargs="?", const="plumed", metavar="DIR", help="write path_msd.pdb + plumed.dat into DIR (inside the run dir)")
-    p.add_argument("--frames", type=int, default=20, metavar="M", help="PATHMSD reference frames, equally spaced in RMSD (nm)")
+                   help="atoms for the RMSD (nm) and the PATHMSD reference: heavy, all, backbone "
+                        "or an mdtraj selection")
+    p.add_argument("--plumed", nargs="?", const="plumed", metavar="DIR",
+                   help="write path_msd.pdb + plumed.dat into DIR (inside the run dir)")
+    p.add_argument("--frames", type=int, default=20, metavar="M",
+                   help="PATHMSD reference frames, equally spaced in RMSD (nm)")
     p.add_argument("--images", type=int, metavar="N", help="write N string/NEB images equally spaced in RMSD (nm)")
     p.add_argument("--smooth", type=int, metavar="FRAMES",
-                   help="average the aligned path over this many frames before spacing (default: path frames / output frames; 1 = raw)")
-    p.add_argument("--images-out", default="images.pdb", metavar="FILE", help="images file (.pdb, .h5, .dcd, .xtc; inside the run dir)")
-    p.add_argument("--state-xml", type=int, nargs="+", metavar="FRAME", help="write OpenMM State XML files (positions nm, velocities nm/ps) of these frames")
+                   help="average the aligned path over this many frames before spacing "
+                        "(default: path frames / output frames; 1 = raw)")
+    p.add_argument("--images-out", default="images.pdb", metavar="FILE",
+                   help="images file (.pdb, .h5, .dcd, .xtc; inside the run dir)")
+    p.add_argument("--state-xml", type=int, nargs="+", metavar="FRAME",
+                   help="write OpenMM State XML files (positions nm, velocities nm/ps) of these frames")
     p.add_argument("--velocity-temperature", type=float, metavar="K",
-                   help="Maxwell-Boltzmann velocities of the State XML / temperature of the OPS engine in K (default: the system's)")
-    p.add_argument("--ops", action="store_true", help="write an OpenPathSampling storage (ops.nc) with the path and an OpenMM engine")
+                   help="Maxwell-Boltzmann velocities of the State XML / temperature of the OPS engine in K "
+                        "(default: the system's)")
+    p.add_argument("--ops", action="store_true",
+                   help="write an OpenPathSampling storage (ops.nc) with the path and an OpenMM engine")
     p.add_argument("--ops-timestep", type=float, default=0.001, metavar="PS", help="time step of the OPS engine in ps")
     p.add_argument("--ops-friction", type=float, default=1.0, metavar="1/PS", help="friction of the OPS engine in 1/ps")
     p.add_argument("--ops-steps-per-frame", type=int, default=10, metavar="STEPS", help="MD steps per saved OPS frame")
@@ -237,20 +276,25 @@ def build_parser() -> argparse.ArgumentParser:
     # ----- analyze
     p = add("analyze", "committor of chosen frames of a path",
             "Committor p_B of frames of a path by unbiased Langevin shooting (OpenMM): every shot gets fresh "
-            "Maxwell-Boltzmann velocities and runs until it enters state A or B (or --max-steps). Writes committor.json "
-            "(p_B with Wilson confidence interval per frame, transition-state-ensemble frames) and committor.png.")
+            "Maxwell-Boltzmann velocities and runs until it enters state A or B (or --max-steps). Writes "
+            "committor.json (p_B with Wilson confidence interval per frame, transition-state-ensemble frames) "
+            "and committor.png.")
     _path_args(p)
     _system_arg(p, help_extra=" (default: from <paths stem>.json)")
-    p.add_argument("--frames", type=int, nargs="+", metavar="FRAME", help="frames of the path (default: 10 evenly spaced)")
+    p.add_argument("--frames", type=int, nargs="+", metavar="FRAME",
+                   help="frames of the path (default: 10 evenly spaced)")
     p.add_argument("--state-a", metavar="STATE", help="state A (default: the state of the path's first frame)")
     p.add_argument("--state-b", metavar="STATE", help="state B (default: the state of the path's last frame)")
     p.add_argument("--shots", type=int, default=20, metavar="M", help="shots per frame")
-    p.add_argument("--max-steps", type=int, default=10_000, metavar="STEPS", help="a shot still in neither state after this many steps is undecided")
+    p.add_argument("--max-steps", type=int, default=10_000, metavar="STEPS",
+                   help="a shot still in neither state after this many steps is undecided")
     p.add_argument("--check-interval", type=int, default=10, metavar="STEPS", help="test for A/B every this many steps")
     p.add_argument("--temperature", type=float, metavar="K", help="temperature in K (default: the system's, 300 K)")
-    p.add_argument("--timestep", type=float, metavar="PS", help="time step in ps (default: 0.001 ps with flexible X-H bonds)")
+    p.add_argument("--timestep", type=float, metavar="PS",
+                   help="time step in ps (default: 0.001 ps with flexible X-H bonds)")
     p.add_argument("--friction", type=float, default=1.0, metavar="1/PS", help="Langevin friction in 1/ps")
-    p.add_argument("--tse-tol", type=float, default=0.1, metavar="P", help="frames with |p_B - 0.5| < P form the transition-state ensemble")
+    p.add_argument("--tse-tol", type=float, default=0.1, metavar="P",
+                   help="frames with |p_B - 0.5| < P form the transition-state ensemble")
     p.add_argument("--platform", metavar="NAME", help="OpenMM platform (default: Reference below 200 atoms)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     _common(p)

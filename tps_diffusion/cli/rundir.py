@@ -68,8 +68,10 @@ class Run:
             raise FileExistsError(f"--run-dir {self.dir} exists and is not a directory")
         if self.dir.is_dir() and any(self.dir.iterdir()) and not (self.overwrite or allow_existing):
             old = read_json(self.dir / MANIFEST) or {}
-            hint = " (or --resume to continue the interrupted training)" if old.get("status") == "interrupted" and command == "train" else ""
-            raise FileExistsError(f"run directory {self.dir} already holds outputs; pass --overwrite to replace them{hint} or choose another --run-dir")
+            hint = (" (or --resume to continue the interrupted training)"
+                    if old.get("status") == "interrupted" and command == "train" else "")
+            raise FileExistsError(f"run directory {self.dir} already holds outputs; "
+                                  f"pass --overwrite to replace them{hint} or choose another --run-dir")
         self.created = not self.dir.exists()
         self.inputs: dict[str, Any] = {}
         self.outputs: dict[str, Any] = {}

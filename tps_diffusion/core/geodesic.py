@@ -24,9 +24,18 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .geometry import (
+    Denoiser,
+    curve_energy,
+    curve_length,
+    curves_per_pass,
+    expectation_params,
+    kl_from_reference,
+    kl_to_point,
+    natural_params,
+    rademacher,
+)
 from .splines import SpacetimeSpline
-from .geometry import (Denoiser, curve_energy, curve_length, curves_per_pass, expectation_params, kl_from_reference,
-                       kl_to_point, natural_params, rademacher)
 
 MODES = ("unconstrained", "low_variance", "avoid")
 
@@ -55,7 +64,8 @@ class GeodesicConfig:
         if self.mode not in MODES:
             raise ValueError(f"unknown geodesic mode {self.mode!r}; choose one of {', '.join(MODES)}")
         if self.mode != "unconstrained" and self.rho_var > self.lam_end:
-            raise ValueError(f"rho_var={self.rho_var} is above lam_end={self.lam_end}, so the endpoints violate it; lower rho_var or raise lam_end")
+            raise ValueError(f"rho_var={self.rho_var} is above lam_end={self.lam_end}, so the endpoints violate it; "
+                             "lower rho_var or raise lam_end")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -166,7 +176,8 @@ def optimise_geodesic(
         opt.zero_grad(set_to_none=True)
         z.backward(grad)
         if not torch.isfinite(loss) or not torch.isfinite(spline.nodes.grad).all():
-            message = f"geodesic optimisation stopped at step {step}: non-finite loss or gradient (model output NaN/inf); returned the curve of step {step - 1}"
+            message = (f"geodesic optimisation stopped at step {step}: non-finite loss or gradient (model output "
+                       f"NaN/inf); returned the curve of step {step - 1}")
             warnings.warn(message, RuntimeWarning, stacklevel=2)
             with torch.no_grad():
                 spline.nodes.copy_(last_good)

@@ -151,7 +151,8 @@ def kl_from_reference(eta: Tensor, mu: Tensor, mu_ref: Tensor, kl_start: Tensor 
     return kl_start + torch.cat([zero, steps.cumsum(-1)], dim=-1)
 
 
-def kl_to_point(denoiser: Denoiser, z_ref: Tensor, z: Tensor, n_points: int = 64, probes: Tensor | None = None) -> Tensor:
+def kl_to_point(denoiser: Denoiser, z_ref: Tensor, z: Tensor, n_points: int = 64,
+                probes: Tensor | None = None) -> Tensor:
     """Absolute ``KL(p(.|z_ref) || p(.|z))`` in nats for points ``z (..., 1 + D)``.
 
     The integrand of :func:`kl_from_reference` is an exact differential, so the KL is the

@@ -20,8 +20,8 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .normalizer import Normalizer
 from .device import resolve_device
+from .normalizer import Normalizer
 from .schedule import alpha_sigma
 
 Potential = Callable[[Tensor], Tensor]

@@ -60,9 +60,12 @@ def check_samples(samples: np.ndarray, dim: int | None = None) -> np.ndarray:
     """Validate a ``(n, D)`` array of training samples; raise a one-line error otherwise."""
     samples = np.asarray(samples, dtype=float)
     if samples.ndim != 2 or samples.shape[0] < 2:
-        raise ValueError(f"training samples must be a 2-D array (n_samples >= 2, n_features); got shape {samples.shape}")
+        raise ValueError(f"training samples must be a 2-D array (n_samples >= 2, n_features); "
+                         f"got shape {samples.shape}")
     if dim is not None and samples.shape[1] != dim:
-        raise ValueError(f"training samples have {samples.shape[1]} features but the model expects {dim}; featurise with the model's featurizer")
+        raise ValueError(f"training samples have {samples.shape[1]} features but the model expects {dim}; featurise "
+                         "with the model's featurizer")
     if not np.isfinite(samples).all():
-        raise ValueError("training samples contain NaN or inf; drop those frames (e.g. samples[np.isfinite(samples).all(1)])")
+        raise ValueError("training samples contain NaN or inf; drop those frames (e.g. "
+                         "samples[np.isfinite(samples).all(1)])")
     return samples

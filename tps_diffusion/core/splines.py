@@ -26,7 +26,8 @@ def natural_spline_matrix(n_knots: int, s: Tensor) -> Tensor:
     m = torch.zeros(k, k, dtype=torch.float64)
     if k > 2:
         a = 4.0 * torch.eye(k - 2, dtype=torch.float64)
-        a += torch.diag(torch.ones(k - 3, dtype=torch.float64), 1) + torch.diag(torch.ones(k - 3, dtype=torch.float64), -1)
+        off = torch.ones(k - 3, dtype=torch.float64)
+        a += torch.diag(off, 1) + torch.diag(off, -1)
         rhs = 6.0 / h**2 * (eye[:-2] - 2.0 * eye[1:-1] + eye[2:])
         m[1:-1] = torch.linalg.solve(a, rhs)
     s64 = s.to(torch.float64).clamp(0.0, 1.0)

@@ -78,6 +78,18 @@ class DiffusionModel:
         return cls(denoiser, Normalizer.from_dict(ckpt["normalizer"]), TrainConfig(**ckpt["train_config"]),
                    ckpt.get("metadata", {}), ckpt.get("versions", {}))
 
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write the model (EMA weights, configs, normalisation, metadata, versions) atomically to ``path``
+        in the checkpoint format of :func:`train`, without optimiser state: loadable with :meth:`load`,
+        not resumable."""
+        state = {"format": CHECKPOINT_FORMAT, "model_config": self.denoiser.config.to_dict(),
+                 "train_config": asdict(self.train_config), "normalizer": self.normalizer.to_dict(),
+                 "metadata": self.metadata, "versions": self.versions,
+                 "ema_state": {k: v.detach().cpu() for k, v in self.denoiser.state_dict().items()}}
+        with atomic_path(path, overwrite) as tmp:
+            torch.save(state, tmp)
+        return Path(path)
+
 
 def _tuplify(cfg: dict) -> dict:
     cfg = dict(cfg)
@@ -92,13 +104,16 @@ def _read_checkpoint(path: str | Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-        raise ValueError(f"{path} is not a readable tps_diffusion checkpoint ({type(exc).__name__}); retrain or pick another file") from exc
+        raise ValueError(f"{path} is not a readable tps_diffusion checkpoint ({type(exc).__name__}); retrain or pick "
+                         "another file") from exc
     if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path} is not a tps_diffusion checkpoint (format {CHECKPOINT_FORMAT}); retrain or pick another file")
+        raise ValueError(f"{path} is not a tps_diffusion checkpoint (format {CHECKPOINT_FORMAT}); retrain or pick "
+                         "another file")
     return ckpt
 
 
-def _lam_sampler(cfg: TrainConfig, bin_loss: torch.Tensor, n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _lam_sampler(cfg: TrainConfig, bin_loss: torch.Tensor, n: int,
+                 gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Draw ``n`` log-SNR values and their importance weights (CPU tensors)."""
     lo, hi = cfg.lam_min, cfg.lam_max
     if cfg.lam_sampling == "uniform":
@@ -155,6 +170,9 @@ def train(
     if ckpt_path is not None and ckpt_path.exists():
         if resume:
             ckpt = _read_checkpoint(ckpt_path)
+            if "optimizer_state" not in ckpt:
+                raise ValueError(f"{ckpt_path} holds a finished model (DiffusionModel.save), not a training "
+                                 "checkpoint; it cannot be resumed: train into a new checkpoint path")
             _check_compatible(ckpt, mcfg, tcfg, norm, ckpt_path)
             model.load_state_dict(ckpt["model_state"])
             ema.load_state_dict(ckpt["ema_state"])
@@ -189,7 +207,8 @@ def train(
         loss = (per_sample * weight.to(dev, torch.float32)).mean()
         if not torch.isfinite(loss):
             save()
-            raise FloatingPointError(f"training loss became {loss.item()} at step {step}; lower --lr (checkpoint kept at the last finite step)")
+            raise FloatingPointError(f"training loss became {loss.item()} at step {step}; lower --lr (checkpoint kept "
+                                     "at the last finite step)")
         for group in opt.param_groups:
             group["lr"] = _learning_rate(tcfg, step)
         opt.zero_grad(set_to_none=True)
@@ -200,7 +219,8 @@ def train(
             for pe, pm in zip(ema.parameters(), model.parameters()):
                 pe.lerp_(pm, 1 - decay)
             if tcfg.lam_sampling == "importance":
-                b = ((lam - tcfg.lam_min) / (tcfg.lam_max - tcfg.lam_min) * tcfg.n_lam_bins).long().clamp(0, tcfg.n_lam_bins - 1)
+                b = ((lam - tcfg.lam_min) / (tcfg.lam_max - tcfg.lam_min) * tcfg.n_lam_bins).long()
+                b = b.clamp(0, tcfg.n_lam_bins - 1)
                 sums = torch.zeros_like(bin_loss).index_add_(0, b, per_sample.detach().double().cpu())
                 counts = torch.zeros_like(bin_loss).index_add_(0, b, torch.ones_like(lam))
                 seen = counts > 0
@@ -237,7 +257,10 @@ def _check_compatible(ckpt: dict, mcfg: DenoiserConfig, tcfg: TrainConfig, norm:
     saved.update({k: v for k, v in ckpt["train_config"].items() if k not in RESUMABLE_CHANGES})
     for key, value in wanted.items():
         if saved.get(key) != value:
-            raise ValueError(f"checkpoint {path} was made with {key}={saved.get(key)!r}, not {value!r}; use a new checkpoint path or the same settings")
+            raise ValueError(f"checkpoint {path} was made with {key}={saved.get(key)!r}, not {value!r}; use a new "
+                             "checkpoint path or the same settings")
     saved_norm = Normalizer.from_dict(ckpt["normalizer"])
-    if saved_norm.dim != norm.dim or not np.allclose(saved_norm.mean, norm.mean) or not np.isclose(saved_norm.scale, norm.scale):
-        raise ValueError(f"checkpoint {path} was trained on differently normalised data; use a new checkpoint path or the same data")
+    same = saved_norm.dim == norm.dim and np.allclose(saved_norm.mean, norm.mean)
+    if not same or not np.isclose(saved_norm.scale, norm.scale):
+        raise ValueError(f"checkpoint {path} was trained on differently normalised data; use a new checkpoint path or "
+                         "the same data")

@@ -30,7 +30,7 @@ def platform_available(name: str) -> bool:
     try:
         openmm.Platform.getPlatformByName(name)
         return True
-    except Exception:
+    except Exception:  # noqa: BLE001 - OpenMM raises a bare Exception for an unknown platform
         return False
 
 
@@ -49,7 +49,7 @@ def get_platform(name: str | None, n_atoms: int) -> openmm.Platform:
     name = name or default_platform(n_atoms)
     try:
         return openmm.Platform.getPlatformByName(name)
-    except Exception:
+    except Exception:  # noqa: BLE001 - OpenMM raises a bare Exception for an unknown platform
         known = [openmm.Platform.getPlatform(i).getName() for i in range(openmm.Platform.getNumPlatforms())]
         raise ValueError(f"OpenMM platform {name!r} is not available; available: {known}") from None
 

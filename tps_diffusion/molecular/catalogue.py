@@ -28,8 +28,10 @@ ALDP_STATE_CENTRES_DEG = {"C5": (-150.0, 160.0), "C7eq": (-78.0, 54.0), "C7ax": 
 
 def alanine_dipeptide_cvs(topology=None) -> tuple[Dihedral, Dihedral]:
     """phi = C(ACE)-N-CA-C, psi = N-CA-C-N(NME)."""
-    phi = Dihedral("phi", ("resname ACE and name C", "resname ALA and name N", "resname ALA and name CA", "resname ALA and name C"), topology)
-    psi = Dihedral("psi", ("resname ALA and name N", "resname ALA and name CA", "resname ALA and name C", "resname NME and name N"), topology)
+    phi = Dihedral("phi", ("resname ACE and name C", "resname ALA and name N", "resname ALA and name CA",
+                           "resname ALA and name C"), topology)
+    psi = Dihedral("psi", ("resname ALA and name N", "resname ALA and name CA", "resname ALA and name C",
+                           "resname NME and name N"), topology)
     return phi, psi
 
 

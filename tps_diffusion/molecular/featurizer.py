@@ -46,7 +46,7 @@ class CartesianFeaturizer:
         if isinstance(selection, str):
             try:
                 idx = top.select(selection)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - mdtraj raises several types for bad selections
                 raise ValueError(f"invalid atom selection {selection!r}: {exc}".splitlines()[0]) from None
             if len(idx) == 0:
                 raise ValueError(f"atom selection {selection!r} matched no atoms (topology has {top.n_atoms} atoms)")
@@ -100,7 +100,8 @@ class CartesianFeaturizer:
         if xyz.shape[1] == self.n_atoms:
             xyz = xyz[:, self.atom_indices]
         elif xyz.shape[1] != self.n_selected:
-            raise ValueError(f"positions have {xyz.shape[1]} atoms; expected {self.n_atoms} (all) or {self.n_selected} (selected)")
+            raise ValueError(f"positions have {xyz.shape[1]} atoms; expected {self.n_atoms} (all) or {self.n_selected} "
+                             "(selected)")
         if not np.all(np.isfinite(xyz)):
             raise ValueError("positions contain NaN/inf")
         return xyz
@@ -128,7 +129,8 @@ class CartesianFeaturizer:
         self.mean = aligned.mean(0)
         scale = float(np.sqrt(np.mean((aligned - self.mean) ** 2)))
         if not scale > 0:
-            raise ValueError("cannot fit the scale: all samples are identical after alignment (need >= 2 distinct structures)")
+            raise ValueError("cannot fit the scale: all samples are identical after alignment (need >= 2 distinct "
+                             "structures)")
         self.scale = scale
         return self
 
@@ -192,7 +194,8 @@ class CartesianFeaturizer:
             top = as_md_topology(topology)
             labels = [f"{top.atom(i).residue}-{top.atom(i).name}" for i in self.atom_indices if i < top.n_atoms]
             if top.n_atoms != self.n_atoms or (self.atom_labels and labels != self.atom_labels):
-                raise ValueError(f"featurizer was fitted on a different topology ({self.n_atoms} atoms) than the one given ({top.n_atoms} atoms)")
+                raise ValueError(f"featurizer was fitted on a different topology ({self.n_atoms} atoms) than the one "
+                                 f"given ({top.n_atoms} atoms)")
         return self
 
     def __repr__(self) -> str:

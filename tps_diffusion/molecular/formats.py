@@ -64,7 +64,8 @@ def write_trajectory(traj: mdtraj.Trajectory, path: str | os.PathLike, overwrite
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in WRITE_FORMATS:
-        raise ValueError(f"cannot write {path.name!r}: unsupported extension {ext!r}; supported: {', '.join(WRITE_FORMATS)}")
+        raise ValueError(f"cannot write {path.name!r}: unsupported extension {ext!r}; supported: "
+                         f"{', '.join(WRITE_FORMATS)}")
     top_path = None
     if topology_pdb:
         if FORMATS[ext].has_topology:
@@ -88,7 +89,7 @@ def _n_atoms_in_file(path: Path) -> int | None:
             out = fh.read(n_frames=1)
         xyz = out[0] if isinstance(out, tuple) else out
         return int(np.asarray(xyz).shape[1])
-    except Exception:
+    except Exception:  # noqa: BLE001 - unreadable here means: let the loader below report it
         return None
 
 
@@ -113,11 +114,11 @@ def load_trajectory(path: str | os.PathLike, top=None) -> mdtraj.Trajectory:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"trajectory file not found: {path}")
-    ext = path.suffix.lower()
     if top is None and needs_topology(path):
         companion = path.with_suffix(".pdb")
         if not companion.is_file():
-            raise ValueError(f"{path.name} has no topology; pass top= (a PDB, Topology or MolecularSystem) or put {companion.name} next to it")
+            raise ValueError(f"{path.name} has no topology; pass top= (a PDB, Topology or MolecularSystem) or put "
+                             f"{companion.name} next to it")
         top = companion
     md_top = None if top is None else as_md_topology(top)
     if needs_topology(path):
@@ -130,12 +131,14 @@ def load_trajectory(path: str | os.PathLike, top=None) -> mdtraj.Trajectory:
             raise ValueError(f"topology mismatch loading {path.name}: {exc}".splitlines()[0]) from None
     try:
         traj = mdtraj.load(str(path))
-    except Exception as exc:
-        raise ValueError(f"cannot read {path.name} as a trajectory ({type(exc).__name__}); check that the file is complete and its suffix names its format (.h5 .dcd .xtc .pdb ...)") from None
+    except Exception as exc:  # noqa: BLE001 - any reader failure means a bad or truncated file
+        raise ValueError(f"cannot read {path.name} as a trajectory ({type(exc).__name__}); check that the file is "
+                         "complete and its suffix names its format (.h5 .dcd .xtc .pdb ...)") from None
     if md_top is not None:
         diff = _same_atoms(traj.topology, md_top)
         if diff is not None:
-            raise ValueError(f"topology mismatch: {path.name} does not match the given topology ({diff}); pass the matching topology (--top / top=) or system")
+            raise ValueError(f"topology mismatch: {path.name} does not match the given topology ({diff}); pass the "
+                             "matching topology (--top / top=) or system")
         traj.topology = md_top
     return traj
 

@@ -149,7 +149,8 @@ class MolecularGeodesic:
 
 
 def _as_list(spec) -> list:
-    if isinstance(spec, (list, tuple)) and spec and (isinstance(spec[0], (str, mdtraj.Trajectory)) or np.ndim(spec[0]) == 2):
+    if isinstance(spec, (list, tuple)) and spec and (isinstance(spec[0], (str, mdtraj.Trajectory))
+                                                     or np.ndim(spec[0]) == 2):
         return list(spec)
     return [spec]
 

@@ -66,7 +66,8 @@ def start_array(system: MolecularSystem, start_positions) -> np.ndarray:
     """``(n_starts, n_atoms, 3)`` nm from positions, a Trajectory, a state name or a list of names."""
     if isinstance(start_positions, str):
         start_positions = [start_positions]
-    if isinstance(start_positions, (list, tuple)) and start_positions and all(isinstance(s, str) for s in start_positions):
+    names = isinstance(start_positions, (list, tuple)) and start_positions
+    if names and all(isinstance(s, str) for s in start_positions):
         return np.stack([system.positions_of(s) for s in start_positions])
     return system.check_positions(start_positions, "start positions")
 
@@ -135,7 +136,8 @@ def run_md(system: MolecularSystem, start_positions, n_steps: int, report_interv
     n_runs = len(starts)
     dyn = (dynamics or Dynamics()).for_system(system).with_workers(n_runs)
     seeds = spawn_seeds(dyn.seed, n_runs)
-    payload = dict(system_xml=system.system_xml(), dynamics=dyn, properties=platform_properties(dyn.platform, dyn.n_workers),
+    payload = dict(system_xml=system.system_xml(), dynamics=dyn,
+                   properties=platform_properties(dyn.platform, dyn.n_workers),
                    n_equilibration=int(n_equilibration), n_frames=n_frames, report_interval=int(report_interval))
     tasks = [(starts[i], seeds[i]) for i in range(n_runs)]
     one_process = dyn.n_workers == 1

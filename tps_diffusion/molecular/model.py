@@ -65,7 +65,8 @@ def updated_config(cls, base: Mapping, override=None) -> Any:
     if override is not None:
         unknown = set(override) - {f.name for f in fields(cls)}
         if unknown:
-            raise ValueError(f"unknown {cls.__name__} settings {sorted(unknown)}; known: {[f.name for f in fields(cls)]}")
+            raise ValueError(f"unknown {cls.__name__} settings {sorted(unknown)}; known: "
+                             f"{[f.name for f in fields(cls)]}")
         kw.update(override)
     return cls(**kw)
 
@@ -108,7 +109,8 @@ class EndpointCheck:
 
     def distance(self, x: np.ndarray) -> float:
         """Distance (model units) of features ``x (D,)`` to the nearest kept training sample."""
-        return float(_nn_distances(np.asarray(x, dtype=np.float64)[None], np.asarray(self.samples, dtype=np.float64))[0])
+        ref = np.asarray(self.samples, dtype=np.float64)
+        return float(_nn_distances(np.asarray(x, dtype=np.float64)[None], ref)[0])
 
     def to_dict(self) -> dict:
         return {"samples": np.asarray(self.samples, dtype=np.float32).tolist(), "nn_q99": self.nn_q99,
@@ -180,7 +182,8 @@ class MolecularModel:
         meta = diffusion.metadata
         if meta.get("format") != METADATA_FORMAT:
             raise ValueError("not a molecular model (no featurizer metadata); train it with train_on_samples")
-        feat = CartesianFeaturizer.from_dict(meta["featurizer"], topology=None if system is None else system.md_topology)
+        topology = None if system is None else system.md_topology
+        feat = CartesianFeaturizer.from_dict(meta["featurizer"], topology=topology)
         check = meta.get("endpoint_check")
         model = cls(diffusion, feat, meta.get("system", ""), float(meta.get("temperature", float("nan"))),
                     meta.get("selection", feat.selection), meta.get("data_recipe", {}),
@@ -198,6 +201,12 @@ class MolecularModel:
             return cls.from_diffusion_model(DiffusionModel.load(path, device=device), system)
         except ValueError as exc:
             raise ValueError(f"{path}: {exc}") from None
+
+    def save(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write the model and its record atomically to ``path`` (loadable with :meth:`load`; see
+        :meth:`~tps_diffusion.core.training.DiffusionModel.save`)."""
+        self.diffusion.metadata = self.metadata()
+        return self.diffusion.save(path, overwrite)
 
     def check_system(self, system: MolecularSystem) -> None:
         """Raise if ``system`` is not the molecule the model was trained on (atom count); warn on another name."""
@@ -220,7 +229,8 @@ class MolecularModel:
         feat = self.featurizer
         xyz, label = structure(system, spec)
         if xyz.shape[0] not in (feat.n_atoms, feat.n_selected):
-            raise ValueError(f"endpoint has {xyz.shape[0]} atoms; expected {feat.n_atoms} (all) or {feat.n_selected} (selected)")
+            raise ValueError(f"endpoint has {xyz.shape[0]} atoms; expected {feat.n_atoms} (all) or {feat.n_selected} "
+                             "(selected)")
         x = feat.transform(xyz)[0]
         if check and self.endpoint_check is not None:
             d, q = self.endpoint_check.distance(x), self.endpoint_check.nn_q99
@@ -242,7 +252,8 @@ def structure(system: MolecularSystem, spec) -> tuple[np.ndarray, str]:
         return system.positions_of(spec), spec
     if isinstance(spec, mdtraj.Trajectory):
         if spec.n_frames != 1:
-            raise ValueError(f"an endpoint must be a single frame; got a trajectory of {spec.n_frames} frames (use traj[i])")
+            raise ValueError(f"an endpoint must be a single frame; got a trajectory of {spec.n_frames} frames (use "
+                             "traj[i])")
         return np.asarray(spec.xyz[0], dtype=np.float64), "frame"
     xyz = np.asarray(spec, dtype=np.float64)
     if xyz.ndim == 3 and xyz.shape[0] == 1:
@@ -293,7 +304,10 @@ def train_on_samples(system: MolecularSystem, traj, selection: str | Sequence[in
     feat, x = featurize_samples(system, traj, selection, reference)
     tcfg = updated_config(TrainConfig, MOLECULAR_TRAINING["train"], train_config)
     mcfg = updated_config(DenoiserConfig, dict(MOLECULAR_TRAINING["model"], dim=x.shape[1]), model_config)
-    recipe = dict(data_recipe) if data_recipe is not None else (dict(traj.settings) if isinstance(traj, MDResult) else {})
+    if data_recipe is not None:
+        recipe = dict(data_recipe)
+    else:
+        recipe = dict(traj.settings) if isinstance(traj, MDResult) else {}
     recipe.setdefault("n_samples", int(len(x)))
     selection = selection if isinstance(selection, str) else [int(i) for i in selection]
     record = MolecularModel(diffusion=None, featurizer=feat, system_name=system.name, temperature=system.temperature,

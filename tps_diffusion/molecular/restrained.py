@@ -115,7 +115,8 @@ def _check_stiffness(system: MolecularSystem, idx: np.ndarray, k: np.ndarray, ti
     if omega_dt > 0.5:
         warnings.warn(f"restraint stiffness up to {k.max():.3g} kJ/mol/nm^2 gives omega*dt = {omega_dt:.2f} for a "
                       f"{masses.min():.3g} amu atom at dt = {timestep} ps (> 0.5): integration may be inaccurate or "
-                      f"unstable; cap the stiffness (lower lam_end) or shorten the time step", RuntimeWarning, stacklevel=3)
+                      f"unstable; cap the stiffness (lower lam_end) or shorten the time step", RuntimeWarning,
+                      stacklevel=3)
 
 
 @dataclass
@@ -172,7 +173,8 @@ class PathSet:
         with atomic_path(directory / "energies.npz", overwrite) as tmp:
             with open(tmp, "wb") as fh:
                 np.savez(fh, energies=self.energies, tilt_energies=self.tilt_energies, point_index=self.point_index)
-        write_json(directory / "pathset.json", {"n_paths": self.n_paths, "n_force_evaluations": self.n_force_evaluations,
+        write_json(directory / "pathset.json", {"n_paths": self.n_paths,
+                                                "n_force_evaluations": self.n_force_evaluations,
                                                 "n_energy_evaluations": self.n_energy_evaluations, "seeds": self.seeds,
                                                 "settings": self.settings, "wall_time_s": self.wall_time_s}, overwrite)
         return directory
@@ -223,7 +225,8 @@ def _sample_one(task) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                 st = ctx.getState(getPositions=True)
             cur = quantity_value(st.getPositions(asNumpy=True), unit.nanometer)
             if not (np.isfinite(cur).all() and np.abs(cur).max() < 1e6):
-                raise RuntimeError(f"simulation blew up (NaN coordinates) at curve point {n} (stiffness {stiffness[n]:.3g} "
+                raise RuntimeError(f"simulation blew up (NaN coordinates) at curve point {n} (stiffness "
+                                   f"{stiffness[n]:.3g} "
                                    f"kJ/mol/nm^2, seed {seed}); reduce the time step or the stiffness")
             xyz[f] = cur
             f += 1
@@ -234,9 +237,9 @@ def _sample_one(task) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return xyz, energy, tilt
 
 
-def sample_paths(system: MolecularSystem, featurizer: CartesianFeaturizer | None, targets_nm, stiffness, start_positions,
-                 n_paths: int, steps_per_point: int, dynamics: Dynamics | None = None, record_interval: int = 1,
-                 compute_energies: bool = True, progress: bool = True,
+def sample_paths(system: MolecularSystem, featurizer: CartesianFeaturizer | None, targets_nm, stiffness,
+                 start_positions, n_paths: int, steps_per_point: int, dynamics: Dynamics | None = None,
+                 record_interval: int = 1, compute_energies: bool = True, progress: bool = True,
                  callback: Callable[[dict], None] | None = None) -> PathSet:
     """Annealed Langevin transition paths under OpenMM (the paper's Algorithm 1; docs/method.md, section 5).
 
@@ -266,7 +269,8 @@ def sample_paths(system: MolecularSystem, featurizer: CartesianFeaturizer | None
     if targets.ndim == 2:
         targets = targets.reshape(targets.shape[0], -1, 3) if targets.shape[1] == 3 * len(idx) else targets[None]
     if targets.ndim != 3 or targets.shape[1:] != (len(idx), 3):
-        raise ValueError(f"targets_nm must be (N, {len(idx)}, 3) (N curve points, selected atoms); got {np.shape(targets_nm)}")
+        raise ValueError(f"targets_nm must be (N, {len(idx)}, 3) (N curve points, selected atoms); got "
+                         f"{np.shape(targets_nm)}")
     if not np.all(np.isfinite(targets)):
         raise ValueError("targets_nm contain NaN/inf")
     N = len(targets)

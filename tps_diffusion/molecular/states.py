@@ -38,7 +38,8 @@ class CollectiveVariable:
         atoms = tuple(atoms)
         if len(atoms) != self.n_atoms_required:
             raise ValueError(
-                f"{type(self).__name__} {name!r} needs {self.n_atoms_required} atom selections, got {len(atoms)}: {atoms}"
+                f"{type(self).__name__} {name!r} needs {self.n_atoms_required} atom selections, got {len(atoms)}: "
+                f"{atoms}"
             )
         self.name = name
         self.atoms = atoms
@@ -69,12 +70,13 @@ class CollectiveVariable:
         for sel in self.atoms:
             if isinstance(sel, (int, np.integer)):
                 if not 0 <= int(sel) < top.n_atoms:
-                    raise ValueError(f"CV {self.name!r}: atom index {sel} out of range (topology has {top.n_atoms} atoms)")
+                    raise ValueError(f"CV {self.name!r}: atom index {sel} out of range (topology has {top.n_atoms} "
+                                     "atoms)")
                 out.append(int(sel))
                 continue
             try:
                 idx = top.select(sel)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - mdtraj raises several types for bad selections
                 raise ValueError(f"CV {self.name!r}: invalid atom selection {sel!r}: {exc}") from None
             if len(idx) != 1:
                 found = ", ".join(_atom_label(top.atom(i)) for i in idx[:6]) + (" ..." if len(idx) > 6 else "")
@@ -96,7 +98,8 @@ class CollectiveVariable:
         return d
 
     def to_dict(self) -> dict:
-        return {"type": type(self).__name__, "name": self.name, "atoms": [a if isinstance(a, str) else int(a) for a in self.atoms]}
+        atoms = [a if isinstance(a, str) else int(a) for a in self.atoms]
+        return {"type": type(self).__name__, "name": self.name, "atoms": atoms}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, {list(self.atoms)})"
@@ -123,7 +126,8 @@ class Distance(CollectiveVariable):
 
     def compute(self, traj: mdtraj.Trajectory) -> np.ndarray:
         idx = self.atom_indices(traj.topology)
-        return mdtraj.compute_distances(traj, idx[None, :], periodic=traj.unitcell_vectors is not None)[:, 0].astype(np.float64)
+        d = mdtraj.compute_distances(traj, idx[None, :], periodic=traj.unitcell_vectors is not None)
+        return d[:, 0].astype(np.float64)
 
 
 @dataclass
@@ -165,4 +169,5 @@ class State:
         return self.distance(traj) <= self.radius
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "cvs": [cv.name for cv in self.cvs], "centre": self.centre.tolist(), "radius": self.radius}
+        return {"name": self.name, "cvs": [cv.name for cv in self.cvs], "centre": self.centre.tolist(),
+                "radius": self.radius}

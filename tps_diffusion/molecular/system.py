@@ -53,7 +53,8 @@ class MolecularSystem:
         if not isinstance(topology, app.Topology):
             raise TypeError(f"topology must be an openmm.app.Topology, got {type(topology).__name__}")
         if system.getNumParticles() != topology.getNumAtoms():
-            raise ValueError(f"the OpenMM System has {system.getNumParticles()} particles but the topology has {topology.getNumAtoms()} atoms")
+            raise ValueError(f"the OpenMM System has {system.getNumParticles()} particles but the topology has "
+                             f"{topology.getNumAtoms()} atoms")
         self.topology = topology
         self.md_topology = mdtraj.Topology.from_openmm(topology)
         self.openmm_system = system
@@ -70,7 +71,8 @@ class MolecularSystem:
         for s in self.states.values():
             for cv in s.cvs:
                 cv.atom_indices(self.md_topology)
-        self.state_positions = {k: as_positions(v, self.n_atoms, f"positions of state {k!r}")[0] for k, v in (state_positions or {}).items()}
+        self.state_positions = {k: as_positions(v, self.n_atoms, f"positions of state {k!r}")[0]
+                                for k, v in (state_positions or {}).items()}
         self.platform = platform
         self.name = name
         self.info = dict(info or {})
@@ -99,21 +101,23 @@ class MolecularSystem:
         if implicit_solvent not in (None, "obc2", "OBC2"):
             raise ValueError(f"unknown implicit_solvent {implicit_solvent!r}; use None (vacuum) or 'obc2'")
         if any("implicit/" in f for f in forcefield):
-            raise ValueError("pass implicit_solvent='obc2' instead of an implicit/*.xml file (native GBSAOBCForce, ~40x faster)")
+            raise ValueError("pass implicit_solvent='obc2' instead of an implicit/*.xml file (native GBSAOBCForce, "
+                             "~40x faster)")
         if nonbonded_method not in NONBONDED_METHODS:
             raise ValueError(f"unknown nonbonded_method {nonbonded_method!r}; known: {list(NONBONDED_METHODS)}")
         if constraints not in CONSTRAINTS:
             raise ValueError(f"unknown constraints {constraints!r}; known: {list(CONSTRAINTS)}")
         try:
             structure = app.PDBxFile(str(path)) if path.suffix.lower() in (".cif", ".pdbx") else app.PDBFile(str(path))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - OpenMM's readers raise many types for a bad file
             raise ValueError(f"cannot read structure {path}: {exc}") from None
         ff = load_forcefield(forcefield)
         try:
             system = ff.createSystem(structure.topology, nonbondedMethod=NONBONDED_METHODS[nonbonded_method],
-                                     nonbondedCutoff=nonbonded_cutoff * unit.nanometer, constraints=CONSTRAINTS[constraints],
-                                     rigidWater=rigid_water, hydrogenMass=None if hydrogen_mass is None else hydrogen_mass * unit.amu)
-        except Exception as exc:
+                                     nonbondedCutoff=nonbonded_cutoff * unit.nanometer,
+                                     constraints=CONSTRAINTS[constraints], rigidWater=rigid_water,
+                                     hydrogenMass=None if hydrogen_mass is None else hydrogen_mass * unit.amu)
+        except Exception as exc:  # noqa: BLE001 - createSystem raises a bare Exception for templates
             raise ValueError(f"force field {forcefield} cannot parametrise {path.name}: {exc}") from None
         if implicit_solvent is not None:
             add_obc2(system, structure.topology)
@@ -121,7 +125,8 @@ class MolecularSystem:
                 "nonbonded_method": nonbonded_method, "constraints": constraints}
         info.update(kwargs.pop("info", None) or {})
         kwargs.setdefault("name", path.stem)
-        return cls(structure.topology, system, structure.getPositions(asNumpy=True), temperature=temperature, info=info, **kwargs)
+        return cls(structure.topology, system, structure.getPositions(asNumpy=True), temperature=temperature, info=info,
+                   **kwargs)
 
     @classmethod
     def from_openmm(cls, topology: app.Topology, system: openmm.System, positions, temperature: float = 300.0,
@@ -138,7 +143,8 @@ class MolecularSystem:
     @property
     def kT(self) -> float:
         """Thermal energy at the system temperature, kJ/mol."""
-        return float((unit.MOLAR_GAS_CONSTANT_R * self.temperature * unit.kelvin).value_in_unit(unit.kilojoule_per_mole))
+        kT = unit.MOLAR_GAS_CONSTANT_R * self.temperature * unit.kelvin
+        return float(kT.value_in_unit(unit.kilojoule_per_mole))
 
     @property
     def n_constraints(self) -> int:
@@ -146,7 +152,8 @@ class MolecularSystem:
 
     def default_timestep(self) -> float:
         """2 fs when every X-H bond is constrained, else 1 fs (ps)."""
-        n_h = sum(1 for a, b in self.topology.bonds() if "H" in (getattr(a.element, "symbol", None), getattr(b.element, "symbol", None)))
+        n_h = sum(1 for a, b in self.topology.bonds()
+                  if "H" in (getattr(a.element, "symbol", None), getattr(b.element, "symbol", None)))
         return 0.002 if self.n_constraints >= n_h > 0 else 0.001
 
     def platform_name(self, platform: str | None = None) -> str:
@@ -242,7 +249,8 @@ class MolecularSystem:
         out = np.empty_like(xyz)
         for i, x in enumerate(xyz):
             ctx.setPositions(x)
-            out[i] = ctx.getState(getForces=True).getForces(asNumpy=True).value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
+            forces = ctx.getState(getForces=True).getForces(asNumpy=True)
+            out[i] = forces.value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
         return out
 
     def minimize(self, positions=None, tolerance: float = 0.01, max_iterations: int = 0) -> np.ndarray:

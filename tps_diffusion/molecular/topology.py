@@ -27,9 +27,11 @@ def as_md_topology(top) -> mdtraj.Topology:
     if isinstance(top, (str, os.PathLike)):
         path = Path(top)
         if not path.is_file():
-            raise FileNotFoundError(f"topology file not found: {path}; pass a PDB (or any file mdtraj reads) of the system")
+            raise FileNotFoundError(f"topology file not found: {path}; pass a PDB (or any file mdtraj reads) of the "
+                                    "system")
         return mdtraj.load_topology(str(path))
-    raise TypeError(f"expected an mdtraj/openmm Topology, Trajectory, MolecularSystem or structure file, got {type(top).__name__}")
+    raise TypeError("expected an mdtraj/openmm Topology, Trajectory, MolecularSystem or structure file, got "
+                    f"{type(top).__name__}")
 
 
 def as_positions(positions, n_atoms: int | None = None, what: str = "positions") -> np.ndarray:
@@ -53,7 +55,9 @@ def as_positions(positions, n_atoms: int | None = None, what: str = "positions")
         raise ValueError(f"{what} have {xyz.shape[1]} atoms but the topology has {n_atoms}")
     if not np.all(np.isfinite(xyz)):
         bad = np.unique(np.nonzero(~np.isfinite(xyz))[0])
-        raise ValueError(f"{what} contain NaN/inf values (frames {bad[:10].tolist()}{' ...' if len(bad) > 10 else ''}); drop those frames (e.g. traj[mask]) or regenerate them")
+        more = " ..." if len(bad) > 10 else ""
+        raise ValueError(f"{what} contain NaN/inf values (frames {bad[:10].tolist()}{more}); drop those frames "
+                         f"(e.g. traj[mask]) or regenerate them")
     return xyz
 
 
@@ -65,7 +69,7 @@ def load_forcefield(files: tuple[str, ...]) -> app.ForceField:
             raise ValueError(f"unknown force-field file {f!r} (neither a file nor part of OpenMM's data directories)")
     try:
         return app.ForceField(*files)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - OpenMM raises a bare Exception for a bad XML
         raise ValueError(f"cannot load force field {list(files)}: {exc}".splitlines()[0]) from None
 
 
@@ -75,10 +79,11 @@ def _ff_data_dirs() -> list[str]:
         from openmm.app.forcefield import _getDataDirectories
 
         dirs = list(_getDataDirectories())
-    except Exception:
+    except Exception:  # noqa: BLE001 - a private OpenMM helper; fall back to the data dir
         pass
     return dirs
 
 
-NONBONDED_METHODS = {"NoCutoff": app.NoCutoff, "CutoffNonPeriodic": app.CutoffNonPeriodic, "CutoffPeriodic": app.CutoffPeriodic, "PME": app.PME}
+NONBONDED_METHODS = {"NoCutoff": app.NoCutoff, "CutoffNonPeriodic": app.CutoffNonPeriodic,
+                     "CutoffPeriodic": app.CutoffPeriodic, "PME": app.PME}
 CONSTRAINTS = {None: None, "None": None, "HBonds": app.HBonds, "AllBonds": app.AllBonds, "HAngles": app.HAngles}

@@ -46,7 +46,8 @@ _OFFLINE_INFO_FILES = ("ani-1x_8x.info", "ani-1ccx_8x.info")
 _WHEEL_SPEC = "torchani==2.0.*"
 _WHEEL_RESOURCES = PurePosixPath("torchani/resources")
 INSTALL_HINT = (
-    "install them with `python -m tps_diffusion.potentials.ani_parameters --install` or tps_diffusion.potentials.ani_parameters.install_offline_parameters()"
+    "install them with `python -m tps_diffusion.potentials.ani_parameters --install` or "
+    "tps_diffusion.potentials.ani_parameters.install_offline_parameters()"
 )
 
 
@@ -244,7 +245,8 @@ def install_offline_parameters(
 # command line: python -m tps_diffusion.potentials.ani_parameters --install
 # --------------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m tps_diffusion.potentials.ani_parameters", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m tps_diffusion.potentials.ani_parameters",
+                                 description=__doc__.split("\n\n")[0])
     ap.add_argument("--install", action="store_true", help="install the offline ANI-1x/ANI-1ccx parameters")
     ap.add_argument("--check", action="store_true", help="exit 0 if the offline parameters are installed, 1 if not")
     ap.add_argument("--dest", default=None, help=f"parameter root (default {default_parameter_dir()})")
