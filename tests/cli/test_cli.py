@@ -42,7 +42,8 @@ def check_manifest(run_dir, command):
     assert m["command_line"][:2] == ["tps-diffusion", command]
     assert m["wall_time_s"] > 0 and m["versions"]["tps_diffusion"] and m["versions"]["openmm"]
     for entry in m["outputs"].values():
-        assert Path(entry["path"]).is_file() and entry["sha256"] == sha(entry["path"])
+        assert not Path(entry["path"]).is_absolute()  # outputs are recorded relative to their run directory
+        assert (run_dir / entry["path"]).is_file() and entry["sha256"] == sha(run_dir / entry["path"])
     for entry in m["inputs"].values():
         for e in entry if isinstance(entry, list) else [entry]:
             if "sha256" in e:

@@ -41,7 +41,10 @@ import mdtraj
 import numpy as np
 import torch
 
+from ..core.checks import check_int, check_lam, check_real, check_seed
 from ..core.device import resolve_device
+from ..core.geodesic import GeodesicConfig
+from ..core.training import TrainConfig
 from ..molecular.catalogue import ALDP_STATE_RADIUS, alanine_dipeptide
 from ..molecular.dynamics import Dynamics
 from ..molecular.formats import write_trajectory
@@ -54,7 +57,7 @@ from ..utils.files import check_writable, write_json
 from ..utils.provenance import versions
 from .aldp_paths import END, START, crossing_analysis, dihedrals, mode_entry, sample_mode, target_dihedrals
 
-__all__ = ["Recipe", "crossing_analysis", "output_paths", "run"]
+__all__ = ["Recipe", "check_recipe", "crossing_analysis", "output_paths", "run"]
 
 
 
@@ -129,6 +132,58 @@ class Recipe:
         return self.n_points * self.k_of(self.mode)
 
 
+def check_recipe(recipe: Recipe) -> None:
+    """One-line ValueError/TypeError for a recipe setting that cannot work, before any long work (MD, training)."""
+    if not isinstance(recipe, Recipe):
+        raise TypeError(f"recipe must be an aldp Recipe, got {type(recipe).__name__}; pass Recipe(...)")
+    if not recipe.md_starts or any(not isinstance(s, str) for s in recipe.md_starts):
+        raise ValueError(f"Recipe.md_starts must name at least one state (e.g. ('C5', 'C7ax')), got "
+                         f"{recipe.md_starts!r}")
+    counts = {  # field: (minimum, fix)
+        "md_runs_per_start": (1, "run at least one MD run per start"),
+        "md_steps": (1, "run the MD for at least one step"),
+        "md_equilibration": (0, "use 0 or more equilibration steps"),
+        "md_report_interval": (1, "record every N >= 1 steps"),
+        "hidden": (1, "use a layer width such as 256"),
+        "depth": (0, "use a number of hidden layers such as 4"),
+        "steps_per_point": (1, "run at least one Langevin step per curve point"),
+        "n_paths": (1, "sample at least one path (--paths)"),
+        "n_paths_other_modes": (1, "sample at least one path per other mode"),
+        "n_workers": (1, "use at least one worker process"),
+        "chunk_paths": (1, "sample at least one path per chunk"),
+        "n_relaxed": (0, "use 0 or more relaxed crossing frames"),
+        "baseline_runs": (1, "run at least one thermal-baseline segment"),
+        "baseline_equilibration": (0, "use 0 or more equilibration steps"),
+        "write_paths": (1, "write at least one path to the DCD"),
+        "write_stride": (1, "write every N >= 1 frames"),
+        "plot_paths": (0, "plot 0 or more paths"),
+    }
+    for name, (minimum, fix) in counts.items():
+        check_int(getattr(recipe, name), f"Recipe.{name}", minimum, fix)
+    if recipe.md_report_interval > recipe.md_steps:
+        raise ValueError(f"Recipe.md_report_interval ({recipe.md_report_interval}) exceeds md_steps "
+                         f"({recipe.md_steps}), so no MD frame is recorded; lower the interval or run longer")
+    for mode, k in recipe.mode_steps_per_point.items():
+        check_int(k, f"Recipe.mode_steps_per_point[{mode!r}]", 1, "run at least one Langevin step per curve point")
+    positive = {"md_temperature": "K", "md_timestep": "ps", "temperature": "K", "timestep": "ps",
+                "sigma_data": "model units", "hit_radius": "rad"}
+    for name, unit in positive.items():
+        check_real(getattr(recipe, name), f"Recipe.{name}", low=0.0, low_open=True,
+                   fix=f"use a positive value ({unit})")
+    for name in ("md_friction", "friction"):
+        check_real(getattr(recipe, name), f"Recipe.{name}", low=0.0, fix="use a friction >= 0 (1/ps), e.g. 1")
+    check_lam(recipe.avoid_lam, "Recipe.avoid_lam")
+    TrainConfig(steps=recipe.train_steps, batch_size=recipe.batch_size, lr=recipe.lr, lam_sampling=recipe.lam_sampling)
+    for mode in (recipe.mode, *recipe.other_modes):
+        kw = dict(lam_end=recipe.lam_end, n_points=recipe.n_points, n_nodes=recipe.n_nodes,
+                  steps=recipe.geodesic_steps, lr=recipe.geodesic_lr)
+        if mode in ("low_variance", "avoid"):
+            kw["rho_var"] = recipe.rho_var
+        if mode == "avoid":
+            kw["rho_kl"] = recipe.rho_kl
+        GeodesicConfig(mode=mode, **kw)
+
+
 def output_paths(out: Path) -> dict[str, Path]:
     """Files written next to the JSON ``out``."""
     return {"png": out.with_name(f"{out.stem}_paths.png"), "dcd": out.with_name(f"{out.stem}_paths.dcd"),
@@ -150,7 +205,10 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
         check_writable(f, overwrite)
     recipe = recipe or (Recipe.quick() if quick else Recipe())
     if n_paths is not None:
+        check_int(n_paths, "n_paths (--paths)", 1, "sample at least one path")
         recipe.n_paths = int(n_paths)
+    check_seed(seed, "seed")
+    check_recipe(recipe)
     dev = resolve_device(device)
     torch.manual_seed(seed)
     system = alanine_dipeptide(temperature=recipe.temperature)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..core.checks import check_int, check_real, check_seed
 from ..core.denoiser import DenoiserConfig
 from ..core.device import resolve_device
 from ..core.geodesic import GeodesicConfig, optimise_geodesic
@@ -65,6 +66,29 @@ class Recipe:
                    geodesic_steps=100, n_points=32, steps_per_point=32, n_paths=100)
 
 
+def check_recipe(recipe: Recipe) -> None:
+    """One-line ValueError/TypeError for a recipe setting that cannot work (before any long work)."""
+    if not isinstance(recipe, Recipe):
+        raise TypeError(f"recipe must be an aldp2d Recipe, got {type(recipe).__name__}; pass Recipe(...)")
+    check_int(recipe.n_chains, "Recipe.n_chains", 2, "run at least 2 chains (one per endpoint basin)")
+    check_int(recipe.chain_steps, "Recipe.chain_steps", 1, "run the chains for at least one step")
+    check_int(recipe.chain_burn_in, "Recipe.chain_burn_in", 0, "use 0 or more burn-in steps")
+    check_int(recipe.chain_record_every, "Recipe.chain_record_every", 1, "record every N >= 1 steps")
+    if recipe.chain_steps - recipe.chain_burn_in < recipe.chain_record_every:
+        raise ValueError(f"Recipe.chain_steps ({recipe.chain_steps}) leaves no recorded frame after "
+                         f"chain_burn_in ({recipe.chain_burn_in}) with chain_record_every "
+                         f"({recipe.chain_record_every}); raise chain_steps or lower the burn-in / interval")
+    check_real(recipe.chain_ds, "Recipe.chain_ds", low=0.0, low_open=True, fix="use a small positive step (rad^2)")
+    check_int(recipe.hidden, "Recipe.hidden", 1, "use a layer width such as 256")
+    check_int(recipe.depth, "Recipe.depth", 0, "use a number of hidden layers such as 4")
+    for name in ("ds_unconstrained", "ds_constrained"):
+        check_real(getattr(recipe, name), f"Recipe.{name}", low=0.0, low_open=True,
+                   fix="use a small positive step (rad^2), e.g. 1e-4")
+    check_real(recipe.hit_radius, "Recipe.hit_radius", low=0.0, low_open=True, fix="use a radius such as 0.75 rad")
+    check_int(recipe.steps_per_point, "Recipe.steps_per_point", 1, "run at least one Langevin step per curve point")
+    check_int(recipe.n_paths, "Recipe.n_paths (--paths)", 1, "sample at least one path")
+
+
 def training_data(U, recipe: Recipe, seed: int) -> tuple[np.ndarray, int]:
     """Langevin chains at kT = 1 started in both endpoint basins, wrapped to [-pi, pi).
 
@@ -79,12 +103,27 @@ def training_data(U, recipe: Recipe, seed: int) -> tuple[np.ndarray, int]:
 
 
 def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool = False, device: str = "auto",
-        overwrite: bool = False, progress: bool = True) -> dict:
-    """Run the whole benchmark; write ``out`` (JSON) and one PNG per mode next to it."""
+        overwrite: bool = False, progress: bool = True, recipe: Recipe | None = None) -> dict:
+    """Run the whole benchmark; write ``out`` (JSON) and one PNG per mode next to it.
+
+    ``recipe`` overrides every setting (default: :class:`Recipe`, or :meth:`Recipe.quick` with ``quick``);
+    ``n_paths`` overrides its number of paths. Every setting is checked before any work starts.
+    """
     out = check_writable(out, overwrite)
-    recipe = Recipe.quick() if quick else Recipe()
+    recipe = recipe or (Recipe.quick() if quick else Recipe())
     if n_paths is not None:
         recipe.n_paths = n_paths
+    check_seed(seed, "seed")
+    check_recipe(recipe)
+    # every setting is checked here, before the long work (training data, training)
+    tcfg = TrainConfig(steps=recipe.train_steps, batch_size=recipe.batch_size, seed=seed)
+    common = dict(steps=recipe.geodesic_steps, n_points=recipe.n_points, lam_end=recipe.lam_end, seed=seed)
+    modes = {
+        "unconstrained": (GeodesicConfig(mode="unconstrained", **common), recipe.ds_unconstrained),
+        "low_variance": (GeodesicConfig(mode="low_variance", rho_var=recipe.rho_var, **common), recipe.ds_constrained),
+        "avoid": (GeodesicConfig(mode="avoid", rho_var=recipe.avoid_rho_var, rho_kl=recipe.rho_kl, **common),
+                  recipe.ds_constrained),
+    }
     dev = resolve_device(device)
     torch.manual_seed(seed)
     U = load_aldp_surface()
@@ -98,24 +137,16 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
         samples,
         DenoiserConfig(dim=2, periodic=[True, True], sigma_data=float(samples.std()), hidden=recipe.hidden,
                        depth=recipe.depth),
-        TrainConfig(steps=recipe.train_steps, batch_size=recipe.batch_size, seed=seed),
+        tcfg,
         normalizer=Normalizer.identity(2),  # raw angles (radians), as the paper
         device=dev, progress=progress,
     )
     training_seconds = time.perf_counter() - t0
 
     x_a, x_b = torch.tensor(X_START), torch.tensor(X_END)
-    modes = {
-        "unconstrained": (GeodesicConfig(mode="unconstrained"), recipe.ds_unconstrained),
-        "low_variance": (GeodesicConfig(mode="low_variance", rho_var=recipe.rho_var), recipe.ds_constrained),
-        "avoid": (GeodesicConfig(mode="avoid", rho_var=recipe.avoid_rho_var, rho_kl=recipe.rho_kl),
-                  recipe.ds_constrained),
-    }
     U_dev = U.to(dev)
     results = {}
     for i, (mode, (gcfg, ds)) in enumerate(modes.items()):
-        gcfg.steps, gcfg.n_points = recipe.geodesic_steps, recipe.n_points
-        gcfg.lam_end, gcfg.seed = recipe.lam_end, seed
         geo = optimise_geodesic(model.denoiser, x_a.to(dev), x_b.to(dev), gcfg,
                                 avoid=torch.tensor(FORBIDDEN, device=dev), progress=progress)
         centres, stiffness = tilt_schedule(geo.curve[0], model.normalizer)

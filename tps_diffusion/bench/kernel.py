@@ -45,16 +45,17 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..core.checks import check_int, check_lam, check_real, check_seed
 from ..core.device import resolve_device
 from ..utils.files import check_writable, write_json
 from ..utils.provenance import versions
 from .kernel_compile import compile_isolated, measure_precision
 from .kernel_report import summary_table, target_summary
 from .kernel_samplers import sampler_2d, sampler_ani
-from .kernel_setup import HUTCHINSON, KernelRecipe, energy_and_grad, log, make_curves, make_model, make_probes
+from .kernel_setup import EXACT, HUTCHINSON, KernelRecipe, energy_and_grad, log, make_curves, make_model, make_probes
 from .timing import PeakMemory, cpu_model, free, is_oom, loadavg, meminfo_bytes, timed
 
-__all__ = ["KernelRecipe", "run"]
+__all__ = ["KernelRecipe", "check_recipe", "run"]
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,6 +162,37 @@ def _loop(model, z: Tensor, probes, dev: torch.device, recipe: KernelRecipe, t_s
     return {"loop_seconds": seconds * b / k, "loop_curves_timed": k, "loop_extrapolated": k < b}
 
 
+def check_recipe(recipe: KernelRecipe) -> None:
+    """One-line ValueError/TypeError for a recipe setting that cannot work, before any measurement."""
+    if not isinstance(recipe, KernelRecipe):
+        raise TypeError(f"recipe must be a KernelRecipe, got {type(recipe).__name__}; pass KernelRecipe(...)")
+    check_int(recipe.n_points, "KernelRecipe.n_points", 2, "use at least 2 curve points (e.g. 128)")
+    for name, minimum in (("n_probes", 1), ("hidden", 1), ("depth", 0), ("repeats", 1), ("curve_chunk", 0),
+                          ("precision_batch", 1), ("compile_batch", 1), ("sampler_repeats", 1)):
+        check_int(getattr(recipe, name), f"KernelRecipe.{name}", minimum)
+    for name in ("batch_sizes", "sampler_2d_walkers", "ani_walkers", "sampler_2d_schedule", "ani_schedule",
+                 "target"):
+        values = tuple(getattr(recipe, name))
+        if not values:
+            raise ValueError(f"KernelRecipe.{name} is empty; give at least one value")
+        for i, v in enumerate(values):
+            check_int(v, f"KernelRecipe.{name}[{i}]", 1)
+    if not recipe.configs:
+        raise ValueError("KernelRecipe.configs is empty; give at least one (D, divergence) pair, e.g. (2, 'exact')")
+    for i, (dim, mode) in enumerate(recipe.configs):
+        check_int(dim, f"KernelRecipe.configs[{i}] D", 1)
+        if mode not in (EXACT, HUTCHINSON):
+            raise ValueError(f"unknown divergence {mode!r} in KernelRecipe.configs[{i}]; use {EXACT!r} or "
+                             f"{HUTCHINSON!r}")
+    check_lam(recipe.lam_end, "KernelRecipe.lam_end")
+    check_lam(recipe.lam_min, "KernelRecipe.lam_min")
+    for name in ("sampler_2d_ds", "ani_ds"):
+        check_real(getattr(recipe, name), f"KernelRecipe.{name}", low=0.0, low_open=True,
+                   fix="use a small positive step")
+    for name in ("repeat_budget_s", "max_loop_s", "sampler_budget_s", "ani_tilt"):
+        check_real(getattr(recipe, name), f"KernelRecipe.{name}", low=0.0)
+
+
 # --------------------------------------------------------------------------------------------
 # threads and run
 # --------------------------------------------------------------------------------------------
@@ -219,6 +251,10 @@ def run(out: str | Path, device: str = "auto", quick: bool = False, overwrite: b
     """
     out = check_writable(out, overwrite)
     recipe = recipe or (KernelRecipe.quick() if quick else KernelRecipe())
+    check_recipe(recipe)
+    check_seed(seed, "seed")
+    if threads is not None and threads != "auto":
+        check_int(threads, "threads", 1, "use 'auto', None (torch's setting) or a thread count >= 1")
     dev = resolve_device(device)
     t_start = time.perf_counter()
     threads_before = torch.get_num_threads()

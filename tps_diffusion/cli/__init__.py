@@ -10,16 +10,19 @@ Commands::
     export    PLUMED PATHMSD / string images / OpenMM State XML / OpenPathSampling
     analyze   committor of frames of a path          -> committor.json + committor.png
     run       simulate -> train -> geodesic -> sample -> export (-> analyze) from one config file
+    verify    do two run directories hold the same results (content hashes)?
 
 Every command except ``bench`` writes into a run directory (``--run-dir``, default
-``runs/<command>-<timestamp>``) together with ``manifest.json`` (:mod:`.rundir`). Relative output
+``runs/<command>-<timestamp>``) together with ``manifest.json`` (:mod:`.rundir`), as one
+transaction (:mod:`.transaction`). Relative output
 names given to a command (``--plumed DIR``, ``--images-out FILE``) are placed inside the run
 directory. Library errors are reported as one line ``tps-diffusion: error: <message>`` (exit 1;
 usage errors exit 2); ``--debug`` shows the traceback instead.
 
 Modules: :mod:`.parser` (options and their units), :mod:`.commands` (one function per command),
 :mod:`.inputs` (what commands read), :mod:`.rundir` (run directories and manifests),
-:mod:`.config` (the ``run`` pipeline), :mod:`.main` (entry point and error reporting).
+:mod:`.config` (the ``run`` pipeline), :mod:`.transaction` (locking, staging, atomic publication),
+:mod:`.content` (content hashes), :mod:`.verify` (comparing runs), :mod:`.main` (entry point and errors).
 """
 
 import sys

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ..core.training import DiffusionModel
 from ..handoff import write_ops_storage, write_plumed_path, write_state_xml, write_string_images
 from ..molecular.committor import committor, transition_state_ensemble
 from ..molecular.dynamics import Dynamics
@@ -23,8 +25,9 @@ from ..molecular.paths import sample_molecular_paths
 from ..plotting import plot_committor, plot_cv_paths, plot_log_snr, plot_path_energies, save_figure
 from ..utils.files import atomic_path, write_json
 from ..utils.provenance import jsonable
+from .content import sha256
 from .inputs import atom_selection, load_path, load_system, spec_input, structure, system_info
-from .rundir import PROG, Run, producer_manifest, sha256
+from .rundir import MANIFEST, PROG, Run, producer_manifest, read_json
 
 PATHS_FORMAT = "tps_diffusion.paths/1"
 
@@ -118,7 +121,8 @@ def cmd_train(args, run: Run) -> None:
     if args.top is not None:
         run.input("top", args.top)
     run.inputs["system"] = system_info(system)
-    recipe = {"files": [str(Path(f).resolve()) for f in args.data], "n_frames": traj.n_frames}
+    recipe = {"files": [str(Path(f).resolve()) for f in args.data], "files_sha256": [sha256(f) for f in args.data],
+              "n_frames": traj.n_frames}
     if sim_settings:
         recipe["simulate"] = {**sim_settings, "md_settings": producer.get("results", {}).get("md_settings")}
     model_cfg = given(args, {"hidden": "hidden", "depth": "depth"})
@@ -126,16 +130,16 @@ def cmd_train(args, run: Run) -> None:
                              "lam_min": "lam_min", "lam_max": "lam_max", "lam_sampling": "lam_sampling",
                              "checkpoint_every": "checkpoint_every", "seed": "seed"})
     ckpt = run.path("model.pt")
-    if args.resume and not ckpt.is_file():
-        say(args, f"train: no checkpoint in {run.dir} yet; starting from scratch")
+    if args.resume:
+        check_resumable(run, ckpt, recipe["files_sha256"])
     try:
         model = train_on_samples(system, traj, args.selection, model_config=model_cfg, train_config=train_cfg,
-                                 checkpoint=ckpt, overwrite=run.overwrite, resume=args.resume, data_recipe=recipe,
+                                 checkpoint=ckpt, overwrite=True, resume=args.resume, data_recipe=recipe,
                                  device=args.device, progress=run.progress)
     except KeyboardInterrupt:
         if ckpt.is_file():
             run.output("checkpoint", ckpt)
-            run.finish("interrupted")
+            run.keep_unpublished("interrupted")
             raise KeyboardInterrupt(f"training interrupted; continue from the last checkpoint with: "
                                     f"{PROG} train ... --run-dir {run.dir} --resume") from None
         raise
@@ -145,6 +149,21 @@ def cmd_train(args, run: Run) -> None:
                    "feature_scale_nm": feat.scale, "train_seconds": model.train_seconds,
                    "train_config": vars(model.train_config), "model_config": model.denoiser.config.to_dict()}
     say(args, f"train: {traj.n_frames} samples x {feat.n_features} features -> {ckpt}")
+
+
+def check_resumable(run: Run, ckpt: Path, data_sha256: list[str]) -> None:
+    """Refuse ``train --resume`` on a run directory of another command or with other training data."""
+    manifest = read_json(run.staging / MANIFEST) if run.resumed else None
+    if manifest is not None and manifest.get("command") != "train":
+        raise ValueError(f"{run.dir} holds a '{manifest.get('command')}' run, not a training run: --resume continues "
+                         f"training only; give the run directory of the interrupted 'train'")
+    if not ckpt.is_file():
+        say(run.args, f"train: no checkpoint in {run.dir} yet; starting from scratch")
+        return
+    saved = DiffusionModel.load(ckpt, device="cpu").metadata.get("data_recipe", {}).get("files_sha256")
+    if saved is not None and saved != data_sha256:
+        raise ValueError(f"--resume with other training data: the checkpoint in {run.dir} was trained on files with "
+                         f"other contents than --data; give the same --data, or train into a new --run-dir")
 
 
 def cmd_geodesic(args, run: Run) -> None:
@@ -163,7 +182,9 @@ def cmd_geodesic(args, run: Run) -> None:
                              "nodes": "n_nodes", "steps": "steps", "lr": "lr", "probes": "n_probes", "seed": "seed"})
     geo = molecular_geodesic(model, system, start, end, mode=args.mode, avoid=avoid if args.mode == "avoid" else None,
                              avoid_lam=args.avoid_lam, check=not args.no_check, progress=run.progress, **overrides)
-    geo.labels.update(model=str(Path(args.model).resolve()), model_sha256=sha256(Path(args.model)),
+    # the model is recorded relative to this run directory, so that moving (publishing) a tree of runs keeps the link
+    model_link = os.path.relpath(Path(args.model).resolve(), run.dir.resolve())
+    geo.labels.update(model=model_link, model_sha256=sha256(Path(args.model)),
                       start=str(args.start), end=str(args.end))
     out = run.path("geodesic.npz")
     geo.save(out, run.overwrite)
@@ -190,7 +211,7 @@ def cmd_geodesic(args, run: Run) -> None:
 
 def cmd_sample(args, run: Run) -> None:
     geo = MolecularGeodesic.load(args.geodesic)
-    model_path = args.model if args.model is not None else Path(geo.labels["model"])
+    model_path = args.model if args.model is not None else Path(args.geodesic).parent / geo.labels["model"]
     model = MolecularModel.load(model_path, None, device="cpu")
     if sha256(model_path) != geo.labels.get("model_sha256"):
         warnings.warn(f"{model_path} is not the model the geodesic was made with", RuntimeWarning, stacklevel=1)

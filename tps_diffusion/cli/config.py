@@ -4,13 +4,16 @@ each stage's inputs wired from the previous stages' manifests."""
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 from typing import Callable
 
+from ..utils.files import write_json
 from .commands import say
+from .content import sha256
 from .parser import STAGES, UsageError, build_parser
-from .rundir import MANIFEST, PROG, USER_ERRORS, Run, file_entry, one_line
+from .rundir import MANIFEST, PROG, USER_ERRORS, Run, one_line, read_json
 
 #: top-level config keys and the stages that take them as options
 _GLOBAL_KEYS = ("system", "seed", "device", "platform")
@@ -64,8 +67,40 @@ def _section_argv(section: dict, stage: str) -> list[str]:
     return argv
 
 
+def _stage_key(options: dict) -> str:
+    """What a stage's result depends on: its options, with every input file replaced by its sha256."""
+    keyed = {}
+    for key, value in options.items():
+        values = value if isinstance(value, list) else [value]
+        paths = [Path(str(v)) for v in values]
+        is_file = bool(paths) and all(isinstance(v, (str, Path)) and p.is_file() for v, p in zip(values, paths))
+        keyed[key] = [sha256(p) for p in paths] if is_file else value
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _check_keys(path: Path, stage: str, section: dict, parser) -> None:
+    known = {dest.replace("_", "-") for dest in parser.commands[stage].option_dests}
+    unknown = sorted(set(section) - known - {"help"})
+    if unknown:
+        raise ValueError(f"{path}: unknown key(s) {unknown} in [{stage}]; the keys are the long options of "
+                         f"'{PROG} {stage}' (see '{PROG} {stage} --help')")
+
+
+def _parse(parser, stage: str, argv: list[str]):
+    try:
+        return parser.parse_args(argv)
+    except UsageError as exc:
+        msg = str(exc).replace(f"(see '{PROG} --help')", f"(see '{PROG} {stage} --help')")
+        raise ValueError(f"config [{stage}]: {msg} (keys are the long options)") from None
+
+
 def run_config(args, run: Run, execute: Callable[[argparse.Namespace, list[str]], dict]) -> None:
-    """The ``run`` command: each stage of the config as its own command (``execute``) in RUN_DIR/<stage>/."""
+    """The ``run`` command: each stage of the config as its own command (``execute``) in RUN_DIR/<stage>/.
+
+    The whole config is checked (sections, keys, every stage's options) before the first stage
+    starts. With ``--resume`` a stage is skipped when its directory holds a complete run made from
+    the same options and the same input files; the stages after a re-run stage run again.
+    """
     cfg = _load_config(args.config)
     run.input("config", args.config)
     top = {_norm_key(k): v for k, v in cfg.items() if not isinstance(v, dict)}
@@ -81,60 +116,84 @@ def run_config(args, run: Run, execute: Callable[[argparse.Namespace, list[str]]
         raise ValueError(f"{args.config}: no stage sections; give some of [{'], ['.join(STAGES)}]")
     parser = build_parser()
     quiet = args.quiet or bool(top.get("quiet"))
-    produced: dict[str, dict] = {}
-    stages_done = []
+    plan = []
     for stage in STAGES:
         if stage not in sections:
             continue
         section = {_norm_key(k): v for k, v in sections[stage].items()}
         if "run-dir" in section:
             raise ValueError(f"config [{stage}]: run-dir is set per stage automatically (RUN_DIR/{stage})")
+        _check_keys(args.config, stage, section, parser)
         sub_actions = {dest.replace("_", "-") for dest in parser.commands[stage].option_dests}
         for key in _GLOBAL_KEYS:
             if key in top and key not in section and key in sub_actions:
                 section[key] = top[key]
-        _wire_inputs(stage, section, produced)
-        argv = [stage, *_section_argv(section, stage), "--run-dir", str(run.path(stage))]
-        if run.overwrite:
-            argv.append("--overwrite")
-        if quiet:
-            argv.append("--quiet")
-        try:
-            sub_args = parser.parse_args(argv)
-        except UsageError as exc:
-            msg = str(exc).replace(f"(see '{PROG} --help')", f"(see '{PROG} {stage} --help')")
-            raise ValueError(f"config [{stage}]: {msg} (keys are the long options)") from None
-        if not quiet:
-            print(f"== {stage}: {PROG} {' '.join(argv)}", flush=True)
-        try:
-            manifest = execute(sub_args, argv)
-        except USER_ERRORS as exc:
-            raise RuntimeError(f"stage {stage}: {one_line(exc)}") from exc
-        produced[stage] = manifest
-        stages_done.append({"stage": stage, "run_dir": manifest["run_dir"], "command_line": manifest["command_line"],
-                            "wall_time_s": manifest["wall_time_s"]})
-        run.outputs[f"{stage}_manifest"] = file_entry(run.path(stage) / MANIFEST)
+        placeholders = _wire_inputs(stage, dict(section), {s: Path(f"<{s}>") for s, _ in plan}, None)
+        _parse(parser, stage, [stage, *_section_argv(placeholders, stage), "--run-dir", "<check>"])
+        plan.append((stage, section))
+
+    keys_file = run.staging / "stages.json"
+    keys = (read_json(keys_file) or {}) if run.resumed else {}
+    produced: dict[str, Path] = {}
+    stages_done = []
+    rerun = False
+    try:
+        for stage, section in plan:
+            stage_dir = run.path(stage)
+            wired = _wire_inputs(stage, dict(section), produced, read_json)
+            key = _stage_key(wired)
+            manifest = read_json(stage_dir / MANIFEST) if stage_dir.is_dir() else None
+            if not rerun and manifest and manifest.get("status") == "ok" and keys.get(stage) == key:
+                say(args, f"== {stage}: unchanged since the interrupted run, kept")
+            else:
+                rerun = True
+                argv = [stage, *_section_argv(wired, stage), "--run-dir", str(stage_dir)]
+                if stage_dir.exists():
+                    argv.append("--overwrite")
+                if quiet:
+                    argv.append("--quiet")
+                sub_args = _parse(parser, stage, argv)
+                if not quiet:
+                    print(f"== {stage}: {PROG} {' '.join(argv)}", flush=True)
+                try:
+                    manifest = execute(sub_args, argv)
+                except USER_ERRORS as exc:
+                    raise RuntimeError(f"stage {stage}: {one_line(exc)}; the finished stages are kept: fix the cause "
+                                       f"and rerun with --resume (or --overwrite to start again)") from exc
+                keys[stage] = key
+                write_json(keys_file, keys, overwrite=True)
+            produced[stage] = stage_dir
+            stages_done.append({"stage": stage, "run_dir": stage, "command_line": manifest["command_line"],
+                                "wall_time_s": manifest["wall_time_s"]})
+            run.output(f"{stage}_manifest", stage_dir / MANIFEST)
+    except BaseException:
+        run.keep_unpublished("failed")
+        raise
     run.results = {"stages": stages_done, "config": cfg}
     say(args, f"run: {len(stages_done)} stages -> {run.dir}")
 
 
-def _out(manifest: dict, key: str) -> str:
-    return manifest["outputs"][key]["path"]
+def _out(stage_dir: Path, key: str, read) -> str:
+    if read is None:  # checking the config: the stage has not run yet
+        return str(stage_dir / key)
+    return str(stage_dir / read(stage_dir / MANIFEST)["outputs"][key]["path"])
 
 
-def _wire_inputs(stage: str, section: dict, produced: dict) -> None:
-    """Fill a stage's inputs from the outputs of earlier stages (unless the config gives them)."""
+def _wire_inputs(stage: str, section: dict, produced: dict[str, Path], read) -> dict:
+    """``section`` with a stage's inputs filled from the outputs of earlier stages (unless the config gives them)."""
     if stage == "train" and "data" not in section and "simulate" in produced:
-        section["data"] = [_out(produced["simulate"], "trajectory")]
-        if "topology" in produced["simulate"]["outputs"] and "top" not in section:
-            section["top"] = _out(produced["simulate"], "topology")
+        section["data"] = [_out(produced["simulate"], "trajectory", read)]
+        topology = read is not None and "topology" in read(produced["simulate"] / MANIFEST)["outputs"]
+        if (topology or read is None) and "top" not in section:
+            section["top"] = _out(produced["simulate"], "topology", read)
     if stage == "geodesic" and "model" not in section and "train" in produced:
-        section["model"] = _out(produced["train"], "checkpoint")
+        section["model"] = _out(produced["train"], "checkpoint", read)
     if stage == "sample":
         if "geodesic" not in section and "geodesic" in produced:
-            section["geodesic"] = _out(produced["geodesic"], "geodesic")
+            section["geodesic"] = _out(produced["geodesic"], "geodesic", read)
         if "model" not in section and "train" in produced:
-            section["model"] = _out(produced["train"], "checkpoint")
+            section["model"] = _out(produced["train"], "checkpoint", read)
     if stage in ("export", "analyze") and "paths" not in section and "sample" in produced:
-        section["paths"] = _out(produced["sample"], "paths")
-        section.setdefault("top", _out(produced["sample"], "topology"))
+        section["paths"] = _out(produced["sample"], "paths", read)
+        section.setdefault("top", _out(produced["sample"], "topology", read))
+    return section

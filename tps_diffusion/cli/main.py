@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 import warnings
 from typing import Sequence
@@ -11,25 +13,56 @@ from .commands import say
 from .config import run_config
 from .parser import STAGES, UsageError, build_parser
 from .rundir import MANIFEST, PROG, USER_ERRORS, Run, one_line
+from .verify import compare_runs
 
 COMMANDS = {"simulate": commands.cmd_simulate, "train": commands.cmd_train, "geodesic": commands.cmd_geodesic,
             "sample": commands.cmd_sample, "export": commands.cmd_export, "analyze": commands.cmd_analyze}
+
+
+def verify(args) -> int:
+    rows = compare_runs(args.run_a, args.run_b)
+    if not args.quiet:
+        for key, verdict in rows:
+            print(f"{verdict:>10}  {key}")
+    differ = [key for key, verdict in rows if verdict != "same"]
+    if differ:
+        print(f"{PROG}: {args.run_a} and {args.run_b} differ in {', '.join(differ)}", file=sys.stderr)
+    return 1 if differ else 0
+
+
+@contextlib.contextmanager
+def silenced_stdout(quiet: bool):
+    """With ``--quiet``, send file descriptor 1 to /dev/null: the C trajectory plugins of mdtraj print
+    there directly ("dcdplugin) ..."), bypassing Python. Errors go to stderr and stay visible."""
+    if not quiet:
+        yield
+        return
+    sys.stdout.flush()
+    saved = os.dup(1)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(devnull)
 
 
 def execute(args, argv: Sequence[str]) -> dict | None:
     """Run one parsed command; returns its manifest (None for bench)."""
     if args.command == "bench":
         return commands.cmd_bench(args, argv)
-    run = Run(args.command, args, argv, allow_existing=getattr(args, "resume", False))
-    try:
+    if getattr(args, "resume", False) and args.run_dir is None:
+        raise UsageError(f"--resume needs --run-dir DIR (the run directory to continue) (see '{PROG} "
+                         f"{args.command} --help')")
+    with Run(args.command, args, argv) as run:
         if args.command == "run":
             run_config(args, run, execute)
         else:
             COMMANDS[args.command](args, run)
-    except BaseException:
-        run.cleanup_if_empty()
-        raise
-    manifest = run.finish()
+        manifest = run.publish()
     say(args, f"{args.command}: manifest {run.dir / MANIFEST}")
     return manifest
 
@@ -50,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         msg = str(exc)
         cmd = next((a for a in argv if not a.startswith("-")), None)
-        if cmd in (*STAGES, "run", "bench"):  # unrecognized arguments are reported by the top-level parser
+        if cmd in (*STAGES, "run", "bench", "verify"):  # unrecognized arguments are reported by the top-level parser
             msg = msg.replace(f"(see '{PROG} --help')", f"(see '{PROG} {cmd} --help')")
         print(f"{PROG}: error: {msg}", file=sys.stderr)
         return 2
@@ -60,7 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.debug:
             warnings.showwarning = _show_warning
         try:
-            execute(args, argv)
+            if args.command == "verify":
+                return verify(args)
+            with silenced_stdout(args.quiet):
+                execute(args, argv)
         except KeyboardInterrupt as exc:
             if debug:
                 raise

@@ -8,6 +8,7 @@ the CLI passes nothing for an option that was omitted.
 from __future__ import annotations
 
 import argparse
+import math
 from dataclasses import asdict
 from pathlib import Path
 
@@ -29,6 +30,53 @@ class UsageError(Exception):
     """Bad command line (exit code 2)."""
 
 
+#: allowed ranges of the numeric options: "command --option" or "--option" -> (lowest, lowest is allowed,
+#: highest); ints have no other limits, floats must be finite. Options not listed take any int / finite float.
+LIMITS = {
+    "export --frames": (2, True, None), "bench --paths": (1, True, None),
+    "--steps": (1, True, None), "--paths": (1, True, None), "--runs-per-state": (1, True, None),
+    "--report-interval": (1, True, None), "--equilibration": (0, True, None), "--workers": (1, True, 256),
+    "--batch-size": (1, True, None), "--warmup": (0, True, None), "--hidden": (1, True, None),
+    "--depth": (1, True, None),
+    "--checkpoint-every": (1, True, None), "--points": (3, True, None), "--nodes": (1, True, None),
+    "--probes": (1, True, None), "--steps-per-point": (1, True, None), "--record-interval": (1, True, None),
+    "--path-index": (0, True, None), "--frames-per-path": (1, True, None), "--images": (2, True, None),
+    "--smooth": (1, True, None), "--ops-steps-per-frame": (1, True, None), "--shots": (1, True, None),
+    "--max-steps": (1, True, None), "--check-interval": (1, True, None), "--seed": (0, True, 2**32 - 1),
+    "--temperature": (0.0, False, None), "--timestep": (0.0, False, 0.01), "--friction": (0.0, True, None),
+    "--lr": (0.0, False, None), "--velocity-temperature": (0.0, False, None), "--ops-timestep": (0.0, False, 0.01),
+    "--ops-friction": (0.0, True, None), "--tse-tol": (0.0, False, 0.5), "--lam-min": (-30.0, True, 30.0),
+    "--lam-max": (-30.0, True, 30.0), "--lam-end": (-30.0, True, 30.0), "--avoid-lam": (-30.0, True, 30.0),
+    "--rho-var": (-30.0, True, 30.0), "--rho-kl": (0.0, True, None),
+}
+
+
+def checked(kind: type, option: str, command: str = ""):
+    """An argparse ``type`` that reads an int (``1e6`` is fine when integral) or a finite float and
+    checks :data:`LIMITS`, with a message naming the allowed range."""
+    low, inclusive, high = LIMITS.get(f"{command} {option}", LIMITS.get(option, (None, True, None)))
+
+    def parse(text: str):
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+        if kind is int:
+            if value != int(value):
+                raise argparse.ArgumentTypeError(f"{text!r} is not an integer")
+            value = int(value)
+        if low is not None and (value < low or (value == low and not inclusive)):
+            raise argparse.ArgumentTypeError(f"{text} is too small: must be {'>=' if inclusive else '>'} {low}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"{text} is too large: must be <= {high}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
 class Parser(argparse.ArgumentParser):
     """An ArgumentParser that raises :class:`UsageError` (one line) instead of exiting, and records
     the destinations of its options (``option_dests``) so that the config runner can tell which
@@ -40,6 +88,8 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def add_argument(self, *args, **kwargs):
+        if kwargs.get("type") in (int, float):
+            kwargs["type"] = checked(kwargs["type"], args[0], self.prog.split()[-1])
         action = super().add_argument(*args, **kwargs)
         self.option_dests.add(action.dest)
         return action
@@ -307,5 +357,17 @@ def build_parser() -> argparse.ArgumentParser:
             "device, platform, run-dir, overwrite apply to every section. Inputs of a stage default to the outputs "
             "of the previous one; each stage writes into RUN_DIR/<stage>/. See examples/aldp_small.toml.")
     p.add_argument("--config", type=Path, required=True, metavar="FILE", help="pipeline config (.toml or .json)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted or failed run in --run-dir DIR: stages whose options and inputs are "
+                        "unchanged are kept, the others run again")
     _common(p)
+
+    # ----- verify
+    p = add("verify", "do two run directories hold the same results?",
+            "Compare the outputs of two run directories by content (trajectory coordinates, checkpoint tensors, "
+            ".npz arrays; bytes otherwise), ignoring dates and timings: two runs with the same seed on the "
+            "Reference platform are identical. Exit 0 when every output is the same, 1 otherwise.")
+    p.add_argument("run_a", type=Path, metavar="RUN_A", help="a run directory (with manifest.json)")
+    p.add_argument("run_b", type=Path, metavar="RUN_B", help="another run directory")
+    _common(p, run_dir=False)
     return parser

@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
+from .checks import check_int, check_real, short
 from .schedule import alpha_sigma
 
 
@@ -35,6 +36,35 @@ class DenoiserConfig:
     n_freq: int = 8
     lam_freq: int = 16
     lam_range: tuple[float, float] = (-12.0, 12.0)
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a one-line ValueError/TypeError naming the field and its allowed range if a setting is invalid."""
+        check_int(self.dim, "DenoiserConfig.dim", 1, "the data dimension is the number of features per sample")
+        check_int(self.hidden, "DenoiserConfig.hidden", 1, "use a layer width such as 256")
+        check_int(self.depth, "DenoiserConfig.depth", 0, "use a number of hidden layers such as 4")
+        check_int(self.n_freq, "DenoiserConfig.n_freq", 1, "use a number of Fourier frequencies such as 8")
+        check_int(self.lam_freq, "DenoiserConfig.lam_freq", 1, "use a number of log-SNR frequencies such as 16")
+        check_real(self.sigma_data, "DenoiserConfig.sigma_data", low=0.0, low_open=True,
+                   fix="pass the standard deviation of the training data in model units (about 1 when normalised)")
+        if isinstance(self.periodic, (str, bytes)) or not hasattr(self.periodic, "__len__"):
+            raise TypeError(f"DenoiserConfig.periodic must be a list of bools (one per dimension, or empty), got "
+                            f"{short(self.periodic)}; pass e.g. [True, False]")
+        if len(self.periodic) not in (0, self.dim):
+            raise ValueError(f"DenoiserConfig.periodic has {len(self.periodic)} entries but dim is {self.dim}; give "
+                             "one bool per dimension or an empty list (no periodic inputs)")
+        if isinstance(self.lam_range, (str, bytes)) or not hasattr(self.lam_range, "__len__") \
+                or len(self.lam_range) != 2:
+            raise TypeError(f"DenoiserConfig.lam_range must be a pair (lo, hi), got {short(self.lam_range)}; pass e.g. "
+                            "(-12.0, 12.0)")
+        lo, hi = self.lam_range
+        check_real(lo, "DenoiserConfig.lam_range[0]")
+        check_real(hi, "DenoiserConfig.lam_range[1]")
+        if not lo < hi:
+            raise ValueError(f"DenoiserConfig.lam_range ({lo}, {hi}) must be increasing (lo < hi); swap them or widen "
+                             "the range")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -54,6 +84,10 @@ class Denoiser(nn.Module):
 
     def __init__(self, config: DenoiserConfig):
         super().__init__()
+        if not isinstance(config, DenoiserConfig):
+            raise TypeError(f"Denoiser needs a DenoiserConfig, got {type(config).__name__}; pass "
+                            "DenoiserConfig(dim=...)")
+        config.validate()
         self.config = config
         periodic = config.periodic or [False] * config.dim
         if len(periodic) != config.dim:

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .checks import LAM_LIMIT, check_int, check_lam, check_real, check_seed, check_tensor
 from .geometry import (
     Denoiser,
     curve_energy,
@@ -61,8 +62,30 @@ class GeodesicConfig:
     seed: int = 0
 
     def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a one-line ValueError/TypeError naming the field and its allowed range if a setting is invalid."""
         if self.mode not in MODES:
             raise ValueError(f"unknown geodesic mode {self.mode!r}; choose one of {', '.join(MODES)}")
+        check_lam(self.lam_end, "GeodesicConfig.lam_end")
+        check_int(self.n_points, "GeodesicConfig.n_points", 3, "a curve needs at least 3 points (e.g. 128)")
+        check_int(self.n_nodes, "GeodesicConfig.n_nodes", 1, "use at least one learnable interior node (e.g. 8)")
+        check_int(self.steps, "GeodesicConfig.steps", 1, "optimise for at least one step (e.g. 1000)")
+        check_real(self.lr, "GeodesicConfig.lr", low=0.0, low_open=True, fix="use a learning rate such as 0.05")
+        check_real(self.rho_var, "GeodesicConfig.rho_var")
+        check_real(self.rho_kl, "GeodesicConfig.rho_kl")
+        check_real(self.w_var, "GeodesicConfig.w_var", low=0.0, fix="use a penalty weight >= 0 such as 1e4")
+        check_real(self.w_kl, "GeodesicConfig.w_kl", low=0.0, fix="use a penalty weight >= 0 such as 1e4")
+        check_real(self.sharpness, "GeodesicConfig.sharpness", low=0.0, low_open=True,
+                   fix="use a positive hinge sharpness such as 4")
+        check_real(self.margin, "GeodesicConfig.margin", low=0.0, fix="use a margin >= 0 such as 0.5")
+        if self.n_probes is not None:
+            check_int(self.n_probes, "GeodesicConfig.n_probes", 1,
+                      "use None (exact divergence) or at least one Hutchinson probe")
+        check_real(self.tol, "GeodesicConfig.tol", low=0.0, fix="use a relative tolerance >= 0 such as 1e-5 (0: no "
+                   "early stop)")
+        check_seed(self.seed, "GeodesicConfig.seed")
         if self.mode != "unconstrained" and self.rho_var > self.lam_end:
             raise ValueError(f"rho_var={self.rho_var} is above lam_end={self.lam_end}, so the endpoints violate it; "
                              "lower rho_var or raise lam_end")
@@ -99,6 +122,57 @@ def _soft_hinge(u: Tensor, beta: float) -> Tensor:
     return F.softplus(beta * u) / beta
 
 
+def _check_endpoints(x_start, x_end, avoid) -> tuple[Tensor, Tensor]:
+    """Endpoints ``(D,)`` or ``(B, D)`` with equal D, batch sizes equal or 1, finite; ``avoid`` ``(1 + D,)``."""
+    fix = "pass finite model-unit coordinates (check the endpoint structures and the normaliser)"
+    a = check_tensor(x_start, "x_start", (1, 2), fix=fix, shape="(D,) or (B, D)")
+    b = check_tensor(x_end, "x_end", (1, 2), fix=fix, shape="(D,) or (B, D)")
+    if a.shape[-1] != b.shape[-1]:
+        raise ValueError(f"x_start has shape {tuple(a.shape)} but x_end has shape {tuple(b.shape)}: their last "
+                         "dimensions (D) differ; give both endpoints in the same model coordinates")
+    na, nb = (len(t) if t.ndim == 2 else 1 for t in (a, b))
+    if na != nb and 1 not in (na, nb):
+        raise ValueError(f"x_start has shape {tuple(a.shape)} and x_end {tuple(b.shape)}: give equal numbers of start "
+                         "and end points, or one of either")
+    if avoid is not None:
+        z = check_tensor(avoid, "avoid", 1, fix="pass the forbidden point z* = (lam, *x) with finite values",
+                         shape="(1 + D,)")
+        if z.shape[0] != a.shape[-1] + 1:
+            raise ValueError(f"avoid has shape {tuple(z.shape)} but the endpoints have D = {a.shape[-1]}: pass the "
+                             f"forbidden point z* = (lam, *x) of shape ({a.shape[-1] + 1},)")
+        lam = float(z[0])
+        if abs(lam) > LAM_LIMIT:
+            raise ValueError(f"the log-SNR of avoid ({lam:g}) is outside [-{LAM_LIMIT:g}, {LAM_LIMIT:g}]: log-SNR "
+                             f"beyond +-{LAM_LIMIT:g} is numerically meaningless (the sigmoid saturates); place z* at "
+                             "a log-SNR within the trained range")
+    return a, b
+
+
+def _check_denoiser_dim(denoiser, x: Tensor, lam_end: float) -> None:
+    """The endpoints' dimension D must be the denoiser's (its config, or else one call on a start point)."""
+    dim = x.shape[-1]
+    config = getattr(denoiser, "config", None)
+    want = getattr(config, "dim", None)
+    if isinstance(want, int):
+        if want != dim:
+            raise ValueError(f"the endpoints have shape {tuple(x.shape)} (D = {dim}) but the denoiser expects D = "
+                             f"{want}; give endpoints in the model's coordinates (featurise them with the model's "
+                             "featurizer / normaliser)")
+        return
+    lam = torch.full((1,), lam_end, dtype=x.dtype, device=x.device)
+    try:
+        with torch.no_grad():
+            out = denoiser(x[:1], lam)
+    except RuntimeError as exc:
+        raise ValueError(f"the denoiser fails on an endpoint of shape {tuple(x[:1].shape)} (D = {dim}): "
+                         f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}; give endpoints with the "
+                         "denoiser's dimension") from None
+    if not isinstance(out, Tensor) or tuple(out.shape) != (1, dim):
+        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+        raise ValueError(f"the denoiser maps an endpoint of shape {(1, dim)} to {shape}, not {(1, dim)}; give "
+                         "endpoints with the denoiser's dimension")
+
+
 def optimise_geodesic(
     denoiser: Denoiser,
     x_start: Tensor,
@@ -111,17 +185,31 @@ def optimise_geodesic(
     """Optimise B curves between ``x_start`` and ``x_end`` (``(B, D)`` or ``(D,)``, model units).
 
     ``avoid`` is the forbidden spacetime point ``z* = (lam, x)`` ``(1 + D,)`` for mode ``"avoid"``.
-    If the loss or its gradient stops being finite the optimisation stops, warns with the step
-    number, and returns the last finite curve. ``callback`` is called after every step with
-    ``{"step": int, "loss": float (summed over curves), "nodes": Tensor (B, M, 1 + D)}``.
+    Bad settings, non-finite endpoints or shapes that do not match each other or the denoiser raise a
+    one-line ValueError/TypeError before optimising. If the loss or its gradient stops being finite
+    the optimisation stops, warns with the step number, and returns the last finite curve; if it is
+    not finite at step 0 (no finite curve exists) it raises FloatingPointError. ``callback`` is called
+    after every step with ``{"step": int, "loss": float (summed over curves), "nodes": Tensor (B, M, 1 + D)}``.
     """
+    if config is not None and not isinstance(config, GeodesicConfig):
+        raise TypeError(f"config must be a GeodesicConfig or None, got {type(config).__name__}; pass "
+                        "GeodesicConfig(...)")
     cfg = config or GeodesicConfig()
+    cfg.validate()  # the dataclass is mutable: check the values as they are now
+    if not callable(denoiser):
+        raise TypeError(f"denoiser must be callable as D(x (M, D), lam (M,)), got {type(denoiser).__name__}; pass a "
+                        "Denoiser (e.g. DiffusionModel.denoiser)")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable (called with a dict after every step), got "
+                        f"{type(callback).__name__}")
     if cfg.mode == "avoid" and avoid is None:
         raise ValueError("mode 'avoid' needs the forbidden point: pass avoid=(lam, *x) in model coordinates")
+    a, _ = _check_endpoints(x_start, x_end, avoid)
     params = next(iter(denoiser.parameters()), None) if isinstance(denoiser, torch.nn.Module) else None
-    dtype, device = (params.dtype, params.device) if params is not None else (x_start.dtype, x_start.device)
+    dtype, device = (params.dtype, params.device) if params is not None else (a.dtype, a.device)
     x_start = torch.atleast_2d(torch.as_tensor(x_start, dtype=dtype, device=device))
     x_end = torch.atleast_2d(torch.as_tensor(x_end, dtype=dtype, device=device))
+    _check_denoiser_dim(denoiser, x_start, cfg.lam_end)
     lam_col = torch.full((max(len(x_start), len(x_end)), 1), cfg.lam_end, dtype=dtype, device=device)
     spline = SpacetimeSpline(torch.cat([lam_col, x_start.expand(len(lam_col), -1)], -1),
                              torch.cat([lam_col, x_end.expand(len(lam_col), -1)], -1), cfg.n_nodes)
@@ -176,6 +264,13 @@ def optimise_geodesic(
         opt.zero_grad(set_to_none=True)
         z.backward(grad)
         if not torch.isfinite(loss) or not torch.isfinite(spline.nodes.grad).all():
+            if step == 0:  # no finite curve to return
+                what = f"loss ({loss.item()})" if not torch.isfinite(loss) else "gradient"
+                where = "at these endpoints" + (" or at the forbidden point avoid" if cfg.mode == "avoid" else "")
+                raise FloatingPointError(
+                    f"geodesic optimisation: the {what} of the initial curve is not finite, so no "
+                    f"finite curve exists; the model's output is NaN/inf {where}: check that lam_end ({cfg.lam_end:g}) "
+                    "is inside the trained log-SNR range and that the model file is intact (retrain if not)")
             message = (f"geodesic optimisation stopped at step {step}: non-finite loss or gradient (model output "
                        f"NaN/inf); returned the curve of step {step - 1}")
             warnings.warn(message, RuntimeWarning, stacklevel=2)

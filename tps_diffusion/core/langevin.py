@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -20,6 +21,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .checks import check_int, check_real, check_seed, check_tensor
 from .device import resolve_device
 from .normalizer import Normalizer
 from .schedule import alpha_sigma
@@ -32,6 +34,17 @@ def tilt_schedule(curve: Tensor, normalizer: Normalizer) -> tuple[Tensor, Tensor
 
     ``curve`` is ``(N, 1 + D)`` in model coordinates.
     """
+    if not isinstance(normalizer, Normalizer):
+        raise TypeError(f"normalizer must be a Normalizer, got {type(normalizer).__name__}; pass the model's "
+                        "normalizer (DiffusionModel.normalizer)")
+    if not isinstance(curve, Tensor):
+        raise TypeError(f"curve must be a torch.Tensor (N, 1 + D), got {type(curve).__name__}; pass geodesic.curve[0]")
+    if curve.ndim != 2 or curve.shape[1] != 1 + normalizer.dim:
+        raise ValueError(f"curve must have shape (N, 1 + D) = (N, {1 + normalizer.dim}) for the normaliser's D = "
+                         f"{normalizer.dim}, got {tuple(curve.shape)}; pass one curve (geodesic.curve[i]) of the model "
+                         "that owns this normaliser")
+    check_tensor(curve, "curve", 2, fix="the geodesic holds NaN/inf: re-run the geodesic optimisation",
+                 shape="(N, 1 + D)")
     lam, x = curve[:, 0], curve[:, 1:]
     alpha, _ = alpha_sigma(lam)
     return normalizer.inverse(x / alpha[:, None]), lam.exp() / normalizer.scale**2
@@ -63,6 +76,19 @@ def langevin(U: Potential, y0: Tensor, n_steps: int, ds: float, kT: float = 1.0,
     Returns the final states ``(P, D)`` and, if ``record_every > 0``, the recorded states
     ``(P, n_steps // record_every, D)`` (else an empty tensor). ``n_steps`` energy evaluations per walker.
     """
+    if not callable(U):
+        raise TypeError(f"U must be callable (energies of (P, D) points), got {type(U).__name__}")
+    if not isinstance(y0, Tensor):
+        raise TypeError(f"y0 must be a torch.Tensor of walkers (P, D), got {type(y0).__name__}; pass "
+                        "torch.as_tensor(y0)")
+    if not y0.is_floating_point():
+        raise TypeError(f"y0 must be a floating-point tensor, got dtype {y0.dtype}; pass y0.double() or y0.float()")
+    check_tensor(y0, "y0", fix="start the walkers from finite points", shape="(P, D)")
+    check_int(n_steps, "n_steps", 0)
+    check_real(ds, "ds", low=0.0, low_open=True, fix="use a small positive step (data-unit^2), e.g. 1e-3")
+    check_real(kT, "kT", low=0.0, low_open=True, fix="use the thermal energy in the units of U (1 for surfaces in kT)")
+    check_seed(seed, "seed")
+    check_int(record_every, "record_every", 0, "use 0 (record nothing) or a positive interval")
     gen = torch.Generator(device=y0.device).manual_seed(seed)
     y = y0.clone()
     frames = []
@@ -71,7 +97,37 @@ def langevin(U: Potential, y0: Tensor, n_steps: int, ds: float, kT: float = 1.0,
         y = y - 0.5 * ds * g / kT + math.sqrt(ds) * torch.randn(y.shape, generator=gen, device=y.device, dtype=y.dtype)
         if record_every and step % record_every == 0:
             frames.append(y)
+    _warn_if_diverged(y, "langevin")
     return y, (torch.stack(frames, 1) if frames else y.new_empty(0))
+
+
+def _warn_if_diverged(y: Tensor, who: str) -> None:
+    """Warn (one host sync) when walkers ended at NaN/inf: the step was too large for the potential."""
+    bad = ~torch.isfinite(y).reshape(len(y), -1).all(-1) if y.ndim > 1 else ~torch.isfinite(y).all()[None]
+    n_bad = int(bad.sum())
+    if n_bad:
+        warnings.warn(f"{who}: {n_bad} of {bad.numel()} walkers ended at NaN/inf (the dynamics diverged); lower ds or "
+                      "check the potential and its gradient", RuntimeWarning, stacklevel=3)
+
+
+def _check_schedule(centres, stiffness, start, n_paths) -> None:
+    """``centres (N, D)``, ``stiffness (N,) >= 0`` and ``start (D,)``, ``(1, D)`` or ``(n_paths, D)``, all finite."""
+    fix = "the tilt schedule holds NaN/inf: re-run the geodesic / tilt_schedule"
+    c = check_tensor(centres, "centres", 2, fix=fix, shape="(N, D)")
+    k = check_tensor(stiffness, "stiffness", 1, fix=fix, shape="(N,)")
+    s = check_tensor(start, "start", (1, 2), fix="start the walkers from a finite point", shape="(D,) or (P, D)")
+    n, dim = c.shape
+    if k.shape[0] != n:
+        raise ValueError(f"centres has shape {tuple(c.shape)} but stiffness {tuple(k.shape)}: give one stiffness per "
+                         f"centre, shape ({n},)")
+    if bool((k < 0).any()):
+        raise ValueError(f"stiffness has {int((k < 0).sum())} negative value(s) (min {float(k.min()):g}); the tilt "
+                         "stiffness exp(lam) / scale^2 is >= 0: use tilt_schedule")
+    rows = s.shape[0] if s.ndim == 2 else 1
+    ok = s.shape[-1] == dim and (rows == 1 or rows == n_paths)
+    if not ok:
+        raise ValueError(f"start has shape {tuple(s.shape)} but centres have D = {dim} and n_paths is {n_paths}: pass "
+                         f"one start point ({dim},) or one per path ({n_paths}, {dim})")
 
 
 def annealed_langevin(
@@ -97,6 +153,20 @@ def annealed_langevin(
     ``callback`` is called after each curve point with ``{"point": n, "n_points": N, "y": Tensor (P, D),
     "energy": Tensor (P,)}`` (tensors on the device; no host sync is made for it).
     """
+    if not callable(U):
+        raise TypeError(f"U must be callable (energies of (P, D) points), got {type(U).__name__}")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable (called with a dict after each point), got "
+                        f"{type(callback).__name__}")
+    check_int(n_paths, "n_paths", 1, "sample at least one path")
+    _check_schedule(centres, stiffness, start, n_paths)
+    check_int(steps_per_point, "steps_per_point", 1, "run at least one Langevin step per curve point (e.g. 128)")
+    check_real(ds, "ds", low=0.0, low_open=True, fix="use a small positive step (data-unit^2), e.g. 1e-4")
+    check_real(kT, "kT", low=0.0, low_open=True, fix="use the thermal energy in the units of U (1 for surfaces in kT)")
+    check_seed(seed, "seed")
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise TypeError(f"dtype must be a floating-point torch.dtype, got {dtype!r}; pass torch.float32 or "
+                        "torch.float64")
     dev = resolve_device(device)
     centres = torch.as_tensor(centres, dtype=dtype, device=dev)
     stiffness = torch.as_tensor(stiffness, dtype=dtype, device=dev)
@@ -109,6 +179,12 @@ def annealed_langevin(
     noise_scale = math.sqrt(ds)
     t0 = time.perf_counter()
     u, g = energy_and_grad(U, y)
+    if tuple(u.shape) != (n_paths,):
+        raise ValueError(f"U must return one energy per walker, shape ({n_paths},), for points of shape "
+                         f"{tuple(y.shape)}; got {tuple(u.shape)}: make U reduce over the last axis only")
+    if not (bool(torch.isfinite(u).all()) and bool(torch.isfinite(g).all())):
+        raise ValueError("U or its gradient is NaN/inf at the start point; check the potential and that start is a "
+                         "valid configuration in U's units")
     frame = 0
     for n in tqdm(range(n_points), desc="annealed langevin", disable=not progress, mininterval=1.0):
         c, k = centres[n], stiffness[n]
@@ -123,4 +199,5 @@ def annealed_langevin(
             callback({"point": n, "n_points": n_points, "y": y, "energy": u})
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
+    _warn_if_diverged(y, "annealed_langevin")
     return PathSample(paths, energies, n_paths * (n_points * steps_per_point + 1), time.perf_counter() - t0)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -22,6 +24,7 @@ from tqdm.auto import tqdm
 
 from ..utils.files import atomic_path, check_writable
 from ..utils.provenance import versions
+from .checks import LAM_LIMIT, check_choice, check_int, check_lam, check_real, check_seed
 from .denoiser import Denoiser, DenoiserConfig
 from .device import resolve_device
 from .normalizer import Normalizer, check_samples
@@ -46,8 +49,26 @@ class TrainConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if self.lam_sampling not in ("uniform", "importance"):
-            raise ValueError(f"unknown lam_sampling {self.lam_sampling!r}; use 'uniform' or 'importance'")
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise a one-line ValueError/TypeError naming the field and its allowed range if a setting is invalid."""
+        check_choice(self.lam_sampling, "lam_sampling", ("uniform", "importance"))
+        check_int(self.steps, "TrainConfig.steps", 1, "train for at least one step (e.g. 20000)")
+        check_int(self.batch_size, "TrainConfig.batch_size", 1, "use a batch size such as 1024")
+        check_real(self.lr, "TrainConfig.lr", low=0.0, low_open=True, fix="use a learning rate such as 1e-3")
+        check_int(self.warmup, "TrainConfig.warmup", 0, "use 0 (no warm-up) or a number of steps such as 200")
+        check_real(self.ema_decay, "TrainConfig.ema_decay", low=0.0, high=1.0, high_open=True,
+                   fix="use a decay such as 0.999 (0: no averaging)")
+        check_lam(self.lam_min, "TrainConfig.lam_min")
+        check_lam(self.lam_max, "TrainConfig.lam_max")
+        if not self.lam_min < self.lam_max:
+            raise ValueError(f"TrainConfig.lam_min ({self.lam_min}) must be below lam_max ({self.lam_max}); "
+                             + ("swap them" if self.lam_min > self.lam_max else "widen the range (e.g. -10 to 10)"))
+        check_int(self.n_lam_bins, "TrainConfig.n_lam_bins", 1, "use a number of log-SNR bins such as 32")
+        check_int(self.checkpoint_every, "TrainConfig.checkpoint_every", 1,
+                  "save every N >= 1 steps (e.g. 1000; the final step is always saved)")
+        check_seed(self.seed, "TrainConfig.seed")
 
 
 @dataclass
@@ -147,15 +168,27 @@ def train(
     made with the same model config and normalisation. ``callback`` is called after every step
     with ``{"step": int, "loss": Tensor (0-d, on the device: call .item() only when needed), "lr": float}``.
     """
+    for value, name, cls in ((model_config, "model_config", DenoiserConfig),
+                             (train_config, "train_config", TrainConfig), (normalizer, "normalizer", Normalizer)):
+        if value is not None and not isinstance(value, cls):
+            raise TypeError(f"{name} must be a {cls.__name__} or None, got {type(value).__name__}; pass "
+                            f"{cls.__name__}(...)")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable (called with a dict after every step), got "
+                        f"{type(callback).__name__}")
     samples = check_samples(samples)
     tcfg = train_config or TrainConfig()
+    tcfg.validate()  # the dataclass is mutable: check the values as they are now
     norm = normalizer or Normalizer.fit(samples)
     if norm.dim != samples.shape[1]:
-        raise ValueError(f"normalizer has {norm.dim} features but samples have {samples.shape[1]}")
+        raise ValueError(f"normalizer has {norm.dim} features but samples have {samples.shape[1]}; fit the normalizer "
+                         "on these samples (Normalizer.fit) or pass normalizer=None")
     x_model = norm.forward(samples)
     mcfg = model_config or DenoiserConfig(dim=samples.shape[1], sigma_data=float(x_model.std()))
+    mcfg.validate()
     if mcfg.dim != samples.shape[1]:
-        raise ValueError(f"model_config.dim is {mcfg.dim} but samples have {samples.shape[1]} features")
+        raise ValueError(f"model_config.dim is {mcfg.dim} but samples have {samples.shape[1]} features; set "
+                         f"DenoiserConfig(dim={samples.shape[1]}, ...)")
     dev = resolve_device(device)
 
     torch.manual_seed(tcfg.seed)
@@ -167,6 +200,8 @@ def train(
     step = 0
 
     ckpt_path = Path(checkpoint) if checkpoint is not None else None
+    if ckpt_path is not None:
+        _check_checkpoint_dir(ckpt_path)
     if ckpt_path is not None and ckpt_path.exists():
         if resume:
             ckpt = _read_checkpoint(ckpt_path)
@@ -207,8 +242,10 @@ def train(
         loss = (per_sample * weight.to(dev, torch.float32)).mean()
         if not torch.isfinite(loss):
             save()
-            raise FloatingPointError(f"training loss became {loss.item()} at step {step}; lower --lr (checkpoint kept "
-                                     "at the last finite step)")
+            raise FloatingPointError(f"training loss became {loss.item()} at step {step}; lower --lr (now {tcfg.lr:g}) "
+                                     f"or narrow the training log-SNR range [lam_min, lam_max] = [{tcfg.lam_min:g}, "
+                                     f"{tcfg.lam_max:g}] (log-SNR beyond +-{LAM_LIMIT:g} is numerically meaningless: "
+                                     "the sigmoid saturates) (checkpoint kept at the last finite step)")
         for group in opt.param_groups:
             group["lr"] = _learning_rate(tcfg, step)
         opt.zero_grad(set_to_none=True)
@@ -236,6 +273,23 @@ def train(
     bar.close()
     ema.eval()
     return DiffusionModel(ema, norm, tcfg, meta)
+
+
+def _check_checkpoint_dir(path: Path) -> None:
+    """Fail before training if ``path`` cannot be written: a directory, or in a directory that
+    does not exist and cannot be created, or that is not writable."""
+    if path.is_dir():
+        raise ValueError(f"checkpoint {path} is a directory; give a file path such as {path / 'model.pt'}")
+    parent = path.parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".probe", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        raise ValueError(f"cannot write the checkpoint {path}: its directory {parent} cannot be created or written "
+                         f"({reason}); choose a checkpoint path in a writable directory") from None
 
 
 def _learning_rate(cfg: TrainConfig, step: int) -> float:

@@ -7,6 +7,7 @@ existing file is only replaced when the caller asks for it (``overwrite=True``).
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from contextlib import contextmanager
@@ -52,5 +53,35 @@ def write_text(path: str | os.PathLike, text: str, overwrite: bool = False) -> P
 
 
 def write_json(path: str | os.PathLike, obj: Any, overwrite: bool = False) -> Path:
-    """Atomically write ``obj`` as indented JSON to ``path``."""
-    return write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n", overwrite)
+    """Atomically write ``obj`` as indented JSON to ``path``.
+
+    NaN and +-inf are refused (they are not valid JSON: ``json.dumps`` would write bare ``NaN``):
+    the ValueError names the file and the first offending entry; store undefined values as None.
+    """
+    try:
+        text = json.dumps(obj, indent=2, sort_keys=False, allow_nan=False)
+    except ValueError:
+        found = _first_non_finite(obj)
+        if found is None:
+            raise
+        where, value = found
+        raise ValueError(f"refusing to write {path}: {where} is {value}, which is not valid JSON; store undefined "
+                         "values as None (null) or fix the computation that produced it") from None
+    return write_text(path, text + "\n", overwrite)
+
+
+def _first_non_finite(obj: Any, where: str = "") -> tuple[str, float] | None:
+    """``(location, value)`` of the first NaN/inf float in nested dicts/lists/tuples, or None."""
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else (f"entry {where}" if where else "the value", obj)
+    if isinstance(obj, dict):
+        items = ((f"{where}[{str(k)!r}]", v) for k, v in obj.items())
+    elif isinstance(obj, (list, tuple)):
+        items = ((f"{where}[{i}]", v) for i, v in enumerate(obj))
+    else:
+        return None
+    for w, v in items:
+        found = _first_non_finite(v, w)
+        if found is not None:
+            return found
+    return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import math
 import platform
 import sys
 from collections.abc import Mapping
@@ -28,7 +29,7 @@ def versions(*modules: str) -> dict[str, str]:
 
 
 def jsonable(obj: Any) -> Any:
-    """``obj`` with numpy arrays/scalars, tuples and paths turned into JSON types (NaN -> None)."""
+    """``obj`` with numpy arrays/scalars, tuples and paths turned into JSON types (NaN and +-inf -> None)."""
     if isinstance(obj, Mapping):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
@@ -37,7 +38,7 @@ def jsonable(obj: Any) -> Any:
         return str(obj)
     if isinstance(obj, (np.ndarray, np.generic)) or hasattr(obj, "tolist"):
         return jsonable(obj.tolist())
-    if isinstance(obj, float) and obj != obj:
+    if isinstance(obj, float) and not math.isfinite(obj):
         return None
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
