@@ -332,6 +332,34 @@ def test_checkpoint_directory_that_cannot_be_created(tmp_path):
     assert sorted(p.name for p in (tmp_path / "new" / "dir").iterdir()) == ["m.pt"]  # no probe file left
 
 
+FULL_DISK = """
+import resource, signal, sys
+import numpy as np
+from tps_diffusion.core.denoiser import DenoiserConfig
+from tps_diffusion.core.training import TrainConfig, train
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # writes past the limit fail with EFBIG, as on a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+x = np.random.default_rng(0).normal(size=(64, 2))
+try:
+    train(x, DenoiserConfig(dim=2, hidden=8, depth=1, n_freq=2, lam_freq=2), TrainConfig(steps=2, batch_size=8),
+          checkpoint=sys.argv[1], progress=False, device="cpu")
+except OSError as exc:
+    print(type(exc).__name__, exc)
+"""
+
+
+def test_checkpoint_on_a_full_disk_is_one_line_and_leaves_no_file(tmp_path):
+    """torch.save fails on a real size limit (RLIMIT_FSIZE): one OSError line, no partial file."""
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-c", FULL_DISK, str(tmp_path / "m.pt")], capture_output=True, text=True,
+                         timeout=120)
+    lines = out.stdout.strip().splitlines()
+    assert out.returncode == 0 and len(lines) == 1, (out.stdout, out.stderr[-2000:])
+    assert re.match(r"OSError writing m\.pt failed \(.*\); is the disk full\? free space", lines[0]), lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
 # ---------------------------------------------------------------------------------------------
 # 7. benchmarks and JSON output
 

@@ -277,6 +277,31 @@ def test_kill_during_overwrite_leaves_one_complete_run(samples, tmp_path, seed):
     assert not (tmp_path / ".train.staging").exists() and not (run_dir / ".publishing").exists()
 
 
+@pytest.fixture(scope="module")
+def geodesic(samples, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("geodesic")
+    assert main(["train", "--data", str(samples / "samples.dcd"), "--top", str(samples / "samples.pdb"), *TRAIN,
+                 "--run-dir", str(root / "train"), "--quiet"]) == 0
+    assert main(["geodesic", "--model", str(root / "train" / "model.pt"), "--start", "C5", "--end", "C7ax",
+                 "--points", "8", "--steps", "2", "--no-check", "--device", "cpu", "--run-dir", str(root / "geo"),
+                 "--quiet"]) == 0
+    return root / "geo" / "geodesic.npz"
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.3, 1.0])
+def test_kill_during_sample_overwrite(geodesic, tmp_path, delay):
+    run_dir = tmp_path / "paths"
+    sample = ["sample", "--geodesic", str(geodesic), "--paths", "4", "--steps-per-point", "40", "--workers", "1"]
+    assert main([*sample, "--seed", "1", "--run-dir", str(run_dir), "--quiet"]) == 0
+    before = snapshot(run_dir)
+    killed([*sample, "--seed", "2", "--run-dir", str(run_dir), "--overwrite"], when=tmp_path / ".paths.staging",
+           after=delay)
+    after = snapshot(run_dir)
+    assert after == before or assert_complete(run_dir)["settings"]["seed"] == 2
+    assert main(["export", "--paths", str(run_dir / "paths.dcd"), "--plumed", "--frames", "4",
+                 "--run-dir", str(tmp_path / "export"), "--quiet"]) == 0  # the survivor is a readable run
+
+
 def test_kill_during_run_then_resume(tmp_path):
     run_dir = tmp_path / "run"
     cfg = config_file(tmp_path)

@@ -17,8 +17,9 @@ from ..core.training import DiffusionModel
 from ..handoff import write_ops_storage, write_plumed_path, write_state_xml, write_string_images
 from ..molecular.committor import committor, transition_state_ensemble
 from ..molecular.dynamics import Dynamics
-from ..molecular.formats import load_samples, write_trajectory
+from ..molecular.formats import check_writable_trajectory_path, load_samples, write_trajectory
 from ..molecular.geodesic import MolecularGeodesic, molecular_geodesic
+from ..molecular.limits import check_output_dir
 from ..molecular.md import run_md
 from ..molecular.model import MolecularModel, train_on_samples
 from ..molecular.paths import sample_molecular_paths
@@ -44,6 +45,11 @@ def say(args, msg: str) -> None:
 def given(args, names: dict[str, str]) -> dict:
     """``{library_name: value}`` for the options in ``names`` that were given (not None)."""
     return {key: getattr(args, opt) for opt, key in names.items() if getattr(args, opt) is not None}
+
+
+def trajectory_bytes(n_frames: int, n_atoms: int) -> int:
+    """Rough size of a trajectory file in bytes (float32 coordinates), for the free-space check."""
+    return int(n_frames) * int(n_atoms) * 12
 
 
 def dynamics(args, **fixed) -> Dynamics:
@@ -82,10 +88,12 @@ def cmd_simulate(args, run: Run) -> None:
     states = args.states or sorted(system.state_positions)
     if not states:
         raise ValueError(f"system {system.name} has no state structures; cannot start MD from states")
+    traj_path = run.path(f"samples.{args.format}")
+    n_frames = len(states) * args.runs_per_state * (args.steps // args.report_interval)
+    check_writable_trajectory_path(traj_path, run.overwrite, trajectory_bytes(n_frames, system.n_atoms))
     md = run_md(system, list(states), n_steps=args.steps, report_interval=args.report_interval,
                 dynamics=dynamics(args), n_runs_per_start=args.runs_per_state, n_equilibration=args.equilibration,
                 progress=run.progress)
-    traj_path = run.path(f"samples.{args.format}")
     write_trajectory(md.trajectory, traj_path, overwrite=run.overwrite, topology_pdb=args.format in ("dcd", "xtc"))
     run.output("trajectory", traj_path)
     if args.format in ("dcd", "xtc"):
@@ -226,10 +234,12 @@ def cmd_sample(args, run: Run) -> None:
     if args.start is not None:
         s = structure(system, args.start)
         start = s if isinstance(s, str) else np.asarray(s.xyz[0], dtype=float)
+    dcd = run.path("paths.dcd")
+    n_frames = args.paths * geo.curve.shape[-2] * (args.steps_per_point // args.record_interval)
+    check_writable_trajectory_path(dcd, run.overwrite, trajectory_bytes(n_frames, system.n_atoms))
     ps = sample_molecular_paths(system, model, geo, n_paths=args.paths, steps_per_point=args.steps_per_point,
                                 dynamics=dynamics(args), start=start, record_interval=args.record_interval,
                                 progress=run.progress)
-    dcd = run.path("paths.dcd")
     write_trajectory(ps.joined(), dcd, overwrite=run.overwrite, topology_pdb=True)
     run.output("paths", dcd)
     run.output("topology", dcd.with_suffix(".pdb"))
@@ -280,6 +290,7 @@ def smoothing(args, path, n_out: int) -> int:
 def cmd_export(args, run: Run) -> None:
     if not (args.plumed or args.images or args.state_xml or args.ops):
         raise ValueError("nothing to export: give --plumed [DIR], --images N, --state-xml FRAME ... and/or --ops")
+    check_output_dir(run.staging, "the exported files", "choose another --run-dir")
     path, side, n_paths, fpp = load_path(args)
     run.input("paths", args.paths)
     if args.top is not None:
@@ -324,6 +335,7 @@ def cmd_export(args, run: Run) -> None:
 
 
 def cmd_analyze(args, run: Run) -> None:
+    check_output_dir(run.staging, "the committor results", "choose another --run-dir")
     path, side, n_paths, fpp = load_path(args)
     run.input("paths", args.paths)
     if args.top is not None:

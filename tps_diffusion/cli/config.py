@@ -14,6 +14,7 @@ from .commands import say
 from .content import sha256
 from .parser import STAGES, UsageError, build_parser
 from .rundir import MANIFEST, PROG, USER_ERRORS, Run, one_line, read_json
+from .transaction import staging_of
 
 #: top-level config keys and the stages that take them as options
 _GLOBAL_KEYS = ("system", "seed", "device", "platform")
@@ -148,7 +149,9 @@ def run_config(args, run: Run, execute: Callable[[argparse.Namespace, list[str]]
             else:
                 rerun = True
                 argv = [stage, *_section_argv(wired, stage), "--run-dir", str(stage_dir)]
-                if stage_dir.exists():
+                if stage == "train" and staging_of(stage_dir).exists():
+                    argv.append("--resume")  # continue the interrupted training from its checkpoint
+                elif stage_dir.exists() or staging_of(stage_dir).exists():
                     argv.append("--overwrite")
                 if quiet:
                     argv.append("--quiet")

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..utils.files import atomic_path, check_writable
+from ..utils.files import atomic_path, check_writable, writing
 from ..utils.provenance import versions
 from .checks import LAM_LIMIT, check_choice, check_int, check_lam, check_real, check_seed
 from .denoiser import Denoiser, DenoiserConfig
@@ -107,7 +107,7 @@ class DiffusionModel:
                  "train_config": asdict(self.train_config), "normalizer": self.normalizer.to_dict(),
                  "metadata": self.metadata, "versions": self.versions,
                  "ema_state": {k: v.detach().cpu() for k, v in self.denoiser.state_dict().items()}}
-        with atomic_path(path, overwrite) as tmp:
+        with atomic_path(path, overwrite) as tmp, writing(path):  # full disk: "[enforce fail at inline_container.cc]"
             torch.save(state, tmp)
         return Path(path)
 
@@ -230,7 +230,7 @@ def train(
             "model_state": model.state_dict(), "ema_state": ema.state_dict(),
             "optimizer_state": opt.state_dict(), "bin_loss": bin_loss, "rng_state": gen.get_state(),
         }
-        with atomic_path(ckpt_path, overwrite=True) as tmp:
+        with atomic_path(ckpt_path, overwrite=True) as tmp, writing(ckpt_path):
             torch.save(state, tmp)
 
     bar = tqdm(total=tcfg.steps, initial=step, desc="training", disable=not progress, mininterval=1.0)

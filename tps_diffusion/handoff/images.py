@@ -8,9 +8,10 @@ from pathlib import Path
 
 import mdtraj
 
-from ..molecular.formats import needs_topology
+from ..molecular.formats import needs_topology, save_trajectory
+from ..molecular.limits import check_output_dir
 from ..utils.files import atomic_path, check_writable
-from .path_frames import equally_spaced_frames
+from .path_frames import check_n_frames, check_path, check_smooth, equally_spaced_frames
 
 __all__ = ["write_string_images"]
 
@@ -45,7 +46,7 @@ def write_string_images(
     path : str or os.PathLike
         Output file; its suffix selects the format.
     n_images : int
-        Number of images, at least 2.
+        Number of images, at least 2 and at most ``traj.n_frames``.
     overwrite : bool
         Replace existing files.
     atom_indices : array_like of int, shape (m,), or None
@@ -62,7 +63,10 @@ def write_string_images(
     Raises
     ------
     ValueError
-        For an unsupported suffix.
+        For an unsupported suffix, ``n_images`` not in ``[2, traj.n_frames]``, ``smooth`` not in
+        ``[1, traj.n_frames]`` or NaN coordinates.
+    OSError
+        If the directory is not writable or the writer fails (full disk).
     FileExistsError
         If a target exists and ``overwrite`` is False.
     """
@@ -70,15 +74,22 @@ def write_string_images(
     suffix = path.suffix.lower()
     if suffix not in _IMAGE_SUFFIXES:
         raise ValueError(f"unsupported image format {suffix!r}: use {', '.join(_IMAGE_SUFFIXES)}")
+    check_path(traj)
+    n_images = check_n_frames(n_images, traj, "n_images")
+    smooth = check_smooth(smooth, traj)
     top_path = path.with_name(path.stem + "_top.pdb") if needs_topology(path) else None
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write images to {path}: it is a directory; give a file name ending in "
+                                f"{suffix}")
     check_writable(path, overwrite)
     if top_path is not None:
         check_writable(top_path, overwrite)
+    check_output_dir(path.parent, "the images", "choose another output path or --run-dir")
     images = equally_spaced_frames(traj, n_images, atom_indices, smooth=smooth)
     with ExitStack() as stack:
         tmp = stack.enter_context(atomic_path(path, overwrite))
-        images.save(str(tmp))
+        save_trajectory(images, tmp, name=path)
         if top_path is not None:
             tmp_top = stack.enter_context(atomic_path(top_path, overwrite))
-            images[0].save_pdb(str(tmp_top))
+            save_trajectory(images[0], tmp_top, "save_pdb", name=top_path)
     return {"images": path, "topology": top_path}

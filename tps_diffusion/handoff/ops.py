@@ -13,12 +13,28 @@ from typing import Any, NamedTuple
 import mdtraj
 import numpy as np
 
-from ..utils.files import atomic_path, check_writable
+from ..molecular.limits import as_count, check_output_dir
+from ..utils.files import atomic_path, check_writable, writing
+from .path_frames import check_path
 
 __all__ = ["OPS_INSTALL", "OPSHandoff", "to_openpathsampling", "write_ops_storage"]
 
 #: how to install the optional dependency (quoted in the ImportError)
 OPS_INSTALL = "pip install openpathsampling"
+
+
+def _check_engine(temperature, timestep, friction, n_steps_per_frame, n_frames_max) -> tuple:
+    """Checked engine settings (one-line ``ValueError`` naming the bad one)."""
+    for name, value, zero_ok in (("temperature (K)", temperature, False), ("timestep (ps)", timestep, False),
+                                 ("friction (1/ps)", friction, True)):
+        try:
+            v = float(value)
+        except (TypeError, ValueError):
+            v = float("nan")
+        if not (np.isfinite(v) and (v > 0 or (zero_ok and v == 0))):
+            raise ValueError(f"OPS engine {name} must be finite and {'>= 0' if zero_ok else '> 0'}; got {value}")
+    return (float(temperature), float(timestep), float(friction), as_count(n_steps_per_frame, "n_steps_per_frame"),
+            as_count(n_frames_max, "n_frames_max"))
 
 
 class OPSHandoff(NamedTuple):
@@ -81,6 +97,13 @@ def to_openpathsampling(
     OPSHandoff
         ``(trajectory, engine)``; ``engine`` is None without ``system``.
     """
+    check_path(traj)
+    temperature, timestep, friction, n_steps_per_frame, n_frames_max = _check_engine(
+        temperature, timestep, friction, n_steps_per_frame, n_frames_max)
+    if velocities is not None:
+        velocities = np.asarray(velocities, dtype=float)
+        if velocities.shape != traj.xyz.shape or not np.all(np.isfinite(velocities)):
+            raise ValueError(f"velocities must be finite, shape {traj.xyz.shape} nm/ps; got shape {velocities.shape}")
     try:
         from openpathsampling.engines import openmm as ops_openmm
         from openpathsampling.engines.topology import MDTrajTopology
@@ -166,11 +189,12 @@ def write_ops_storage(
     if system is None:
         raise ValueError("write_ops_storage needs a system: the storage holds the OpenMM engine")
     path = check_writable(path, overwrite)
+    check_output_dir(Path(path).parent, "the OPS storage", "choose another path or --run-dir")
     handoff = to_openpathsampling(traj, system, temperature=temperature, timestep=timestep, friction=friction,
                                   n_steps_per_frame=n_steps_per_frame)
     import openpathsampling as ops
 
-    with atomic_path(path, overwrite) as tmp:
+    with atomic_path(path, overwrite) as tmp, writing(path):
         storage = ops.Storage(str(tmp), "w")
         try:
             storage.save(handoff.engine)

@@ -13,9 +13,40 @@ import warnings
 import mdtraj
 import numpy as np
 
+from ..molecular.limits import as_count, check_frame_memory, nonfinite_frames
 from ..molecular.superpose import kabsch_rotation, superposed_msd
 
-__all__ = ["resolve_atom_indices", "consecutive_rmsd", "equally_spaced_frames"]
+__all__ = ["resolve_atom_indices", "consecutive_rmsd", "equally_spaced_frames", "check_path", "check_n_frames",
+           "check_smooth"]
+
+
+def check_path(traj, what: str = "the path") -> mdtraj.Trajectory:
+    """``traj`` if it is an ``mdtraj.Trajectory`` of at least 2 frames with finite coordinates;
+    one-line ``TypeError``/``ValueError`` otherwise (NaN frames named)."""
+    if not isinstance(traj, mdtraj.Trajectory):
+        raise TypeError(f"{what} must be an mdtraj.Trajectory; got {type(traj).__name__}")
+    if traj.n_frames < 2:
+        raise ValueError(f"{what} needs at least 2 frames; got {traj.n_frames}")
+    bad = nonfinite_frames(traj.xyz)
+    if bad is not None:
+        raise ValueError(f"{what} has NaN/inf coordinates (frames {bad}); drop those frames (traj[mask]) or "
+                         "regenerate the path")
+    return traj
+
+
+def check_n_frames(n_frames, traj: mdtraj.Trajectory, name: str = "n_frames") -> int:
+    """``n_frames`` as an int in ``[2, traj.n_frames]``: a hand-off file never holds more frames than
+    the path it comes from (more would only interpolate, and inflate PATHMSD's LAMBDA)."""
+    n = as_count(n_frames, name, minimum=2)
+    if n > traj.n_frames:
+        raise ValueError(f"asked for {n} frames but the path has only {traj.n_frames}; use at most {traj.n_frames}")
+    return n
+
+
+def check_smooth(smooth, traj: mdtraj.Trajectory) -> int:
+    """``smooth`` (a running-mean window, frames) checked against the length of ``traj``."""
+    return as_count(smooth, "smooth (running-mean window, frames)", minimum=1, maximum=traj.n_frames,
+                    hint=f" (the path has {traj.n_frames} frames; 1 = no smoothing)")
 
 
 def resolve_atom_indices(traj: mdtraj.Trajectory, atom_indices=None) -> np.ndarray:
@@ -40,7 +71,10 @@ def resolve_atom_indices(traj: mdtraj.Trajectory, atom_indices=None) -> np.ndarr
     """
     if atom_indices is None:
         return np.arange(traj.n_atoms)
-    idx = np.asarray(atom_indices, dtype=int).ravel()
+    raw = np.asarray(atom_indices)
+    if raw.dtype == bool or raw.dtype.kind not in "iu" and not (raw.dtype.kind == "f" and np.all(raw == np.round(raw))):
+        raise ValueError(f"atom_indices must be integers (0-based atom indices); got {raw.dtype} values")
+    idx = raw.astype(int).ravel()
     if idx.size == 0:
         raise ValueError("atom_indices is empty")
     if idx.min() < 0 or idx.max() >= traj.n_atoms:
@@ -67,6 +101,9 @@ def consecutive_rmsd(traj: mdtraj.Trajectory, atom_indices=None) -> np.ndarray:
     """
     idx = resolve_atom_indices(traj, atom_indices)
     x = traj.xyz[:, idx].astype(np.float64)
+    bad = nonfinite_frames(x)
+    if bad is not None:
+        raise ValueError(f"the path has NaN/inf coordinates (frames {bad}); drop those frames or regenerate the path")
     if len(x) < 2:
         return np.zeros(0)
     return np.sqrt(superposed_msd(x[:-1], x[1:]))
@@ -169,17 +206,24 @@ def equally_spaced_frames(
     Raises
     ------
     ValueError
-        If ``n_frames < 2``, ``traj`` has fewer than 2 frames, or all frames are identical.
+        If ``n_frames < 2`` (or, with ``interpolate=False``, more than the path's frames), ``traj``
+        has fewer than 2 frames or NaN coordinates, ``smooth`` is not in ``[1, traj.n_frames]``,
+        or all frames are identical.
     """
-    n_frames = int(n_frames)
-    if n_frames < 2:
-        raise ValueError("n_frames must be at least 2")
+    n_frames = as_count(n_frames, "n_frames", minimum=2)
     if traj.n_frames < 2:
         raise ValueError("the path needs at least 2 frames")
+    check_path(traj)
+    if not interpolate:
+        n_frames = check_n_frames(n_frames, traj)
+    else:  # more frames than the path only interpolate; refuse what cannot fit into memory
+        check_frame_memory(1, n_frames, traj.n_atoms, n_copies=4, fix="ask for fewer frames")
+    smooth = check_smooth(smooth, traj)
+    max_iter = as_count(max_iter, "max_iter")
     idx = resolve_atom_indices(traj, atom_indices)
     x = _chain_aligned(traj, idx)
     if smooth > 1:
-        x = _running_mean(x, int(smooth))
+        x = _running_mean(x, smooth)
     seg = np.sqrt(superposed_msd(x[:-1, idx], x[1:, idx]))
     s = np.concatenate([[0.0], np.cumsum(seg)])
     length = s[-1]

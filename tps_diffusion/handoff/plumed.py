@@ -14,9 +14,10 @@ from typing import Any
 import mdtraj
 import numpy as np
 
+from ..molecular.limits import as_count, check_output_dir
 from ..molecular.superpose import superposed_msd
-from ..utils.files import atomic_path, check_writable
-from .path_frames import equally_spaced_frames, resolve_atom_indices
+from ..utils.files import atomic_path, check_writable, writing
+from .path_frames import check_n_frames, check_path, check_smooth, equally_spaced_frames, resolve_atom_indices
 
 __all__ = ["LAMBDA_FACTOR", "write_plumed_path"]
 
@@ -156,10 +157,21 @@ def write_plumed_path(
         (nm^2, between consecutive frames), "mean_msd": float (nm^2), "n_frames": int,
         "atom_indices": ndarray (m,)}``.
     """
+    check_path(traj)
+    n_frames = check_n_frames(n_frames, traj)
+    smooth = check_smooth(smooth, traj)
+    print_stride = as_count(print_stride, "print_stride")
+    for what, name in (("pdb_name", pdb_name), ("plumed_name", plumed_name), ("colvar_file", colvar_file)):
+        if not isinstance(name, (str, os.PathLike)) or not str(name) or any(c.isspace() for c in str(name)):
+            raise ValueError(f"{what} must be a file name without spaces (PLUMED splits its input at spaces); got "
+                             f"{name!r}")
+    if not isinstance(label, str) or not label or any(c.isspace() for c in label) or ":" in label:
+        raise ValueError(f"label must be a PLUMED label (no spaces or ':'); got {label!r}")
     directory = Path(directory)
     pdb_path = check_writable(directory / pdb_name, overwrite)
     dat_path = check_writable(directory / plumed_name, overwrite)
     idx = resolve_atom_indices(traj, atom_indices)
+    check_output_dir(directory, "the PLUMED files", "choose another directory (--plumed DIR) or --run-dir")
     frames = equally_spaced_frames(traj, n_frames, idx, smooth=smooth)
     pdb_text = _plumed_pdb_text(frames, idx, 1.0, 1.0)
 
@@ -170,8 +182,10 @@ def write_plumed_path(
     with ExitStack() as stack:
         tmp_pdb = stack.enter_context(atomic_path(pdb_path, overwrite))
         tmp_dat = stack.enter_context(atomic_path(dat_path, overwrite))
-        tmp_pdb.write_text(pdb_text)
-        tmp_dat.write_text(dat_text)
+        with writing(pdb_path):
+            tmp_pdb.write_text(pdb_text)
+        with writing(dat_path):
+            tmp_dat.write_text(dat_text)
     return {
         "pdb": pdb_path,
         "plumed": dat_path,

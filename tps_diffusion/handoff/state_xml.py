@@ -9,7 +9,9 @@ from typing import Sequence
 import mdtraj
 import numpy as np
 
-from ..utils.files import check_writable, write_text
+from ..molecular._openmm import get_platform
+from ..molecular.limits import check_output_dir, openmm_errors
+from ..utils.files import atomic_path, check_writable, writing
 from ..utils.seeds import spawn_seeds
 
 __all__ = ["write_state_xml"]
@@ -69,7 +71,10 @@ def write_state_xml(
     Raises
     ------
     ValueError
-        If the particle counts differ or ``frames`` contains duplicates.
+        If the particle counts differ, ``frames`` contains duplicates or frames with NaN
+        coordinates, or ``temperature`` is not > 0 K (or None).
+    OSError
+        If ``directory`` is not writable or a write fails (full disk).
     IndexError
         For a frame index out of range.
     FileExistsError
@@ -79,41 +84,70 @@ def write_state_xml(
     from openmm import unit
 
     system = getattr(system, "openmm_system", system)
+    if not isinstance(system, openmm.System):
+        raise TypeError(f"system must be an openmm.System or a MolecularSystem; got {type(system).__name__}")
+    if not isinstance(traj, mdtraj.Trajectory):
+        raise TypeError(f"traj must be an mdtraj.Trajectory; got {type(traj).__name__}")
     if system.getNumParticles() != traj.n_atoms:
         raise ValueError(f"system has {system.getNumParticles()} particles, trajectory {traj.n_atoms} atoms")
-    frames = [int(f) for f in np.atleast_1d(frames)]
+    if temperature is not None:
+        try:
+            temperature = float(temperature.value_in_unit(unit.kelvin) if unit.is_quantity(temperature)
+                                else temperature)
+        except (TypeError, ValueError):
+            temperature = float("nan")
+        if not (np.isfinite(temperature) and temperature > 0):
+            raise ValueError(f"velocity temperature must be > 0 K, or None for zero velocities; got {temperature}")
+    raw = np.atleast_1d(np.asarray(frames))
+    if raw.size == 0:
+        raise ValueError("frames is empty; give at least one frame index")
+    if raw.dtype == bool or raw.dtype.kind not in "iu" and not (raw.dtype.kind == "f" and np.all(raw == np.round(raw))):
+        raise ValueError(f"frames must be integer frame indices; got {raw.tolist()[:10]}")
+    frames = [int(f) for f in raw.reshape(-1)]
     for f in frames:
         if not -traj.n_frames <= f < traj.n_frames:
             raise IndexError(f"frame {f} out of range for {traj.n_frames} frames")
+    bad = sorted({f % traj.n_frames for f in frames if not np.all(np.isfinite(traj.xyz[f]))})
+    if bad:
+        raise ValueError(f"frames {bad[:10]}{' ...' if len(bad) > 10 else ''} of the path have NaN/inf coordinates; "
+                         "choose other frames or regenerate the path")
+    if not isinstance(prefix, str) or not prefix or "/" in prefix or "\\" in prefix:
+        raise ValueError(f"prefix must be a plain file-name prefix; got {prefix!r}")
     directory = Path(directory)
     paths = [directory / f"{prefix}_{f % traj.n_frames:05d}.xml" for f in frames]
     if len(set(paths)) != len(paths):
         raise ValueError("frames contains duplicates")
     for p in paths:
         check_writable(p, overwrite)
+    check_output_dir(directory, "the State XML files", "choose another directory or --run-dir")
+    plat = get_platform(platform, traj.n_atoms)
 
     seeds = spawn_seeds(seed, len(frames))
     # A CustomIntegrator has no velocity time offset: setVelocitiesToTemperature then stores plain
     # Maxwell-Boltzmann velocities. A leapfrog integrator (Verlet, LangevinMiddle) would shift them
     # by -dt/2 F/m, which is huge on strained (e.g. interpolated) frames.
     integrator = openmm.CustomIntegrator(0.001)
-    context = openmm.Context(system, integrator, openmm.Platform.getPlatformByName(platform))
+    with openmm_errors(f"creating a context on the {plat.getName()} platform"):
+        context = openmm.Context(system, integrator, plat)
     zeros = np.zeros((traj.n_atoms, 3))
     written: list[Path] = []
     try:
         for f, p, s in zip(frames, paths, seeds):
-            if traj.unitcell_vectors is not None:
-                a, b, c = (openmm.Vec3(*v) * unit.nanometer for v in traj.unitcell_vectors[f].astype(float))
-                context.setPeriodicBoxVectors(a, b, c)
-            context.setPositions(traj.xyz[f].astype(np.float64) * unit.nanometer)
-            if traj.time is not None:
-                context.setTime(float(traj.time[f]) * unit.picosecond)
-            if temperature is not None:
-                context.setVelocitiesToTemperature(float(temperature) * unit.kelvin, s)
-            else:
-                context.setVelocities(zeros * unit.nanometer / unit.picosecond)
-            state = context.getState(getPositions=True, getVelocities=True, getEnergy=True, getParameters=True)
-            write_text(p, openmm.XmlSerializer.serialize(state), overwrite)
+            with openmm_errors(f"setting up frame {f}"):
+                if traj.unitcell_vectors is not None:
+                    a, b, c = (openmm.Vec3(*v) * unit.nanometer for v in traj.unitcell_vectors[f].astype(float))
+                    context.setPeriodicBoxVectors(a, b, c)
+                context.setPositions(traj.xyz[f].astype(np.float64) * unit.nanometer)
+                if traj.time is not None:
+                    context.setTime(float(traj.time[f]) * unit.picosecond)
+                if temperature is not None:
+                    context.setVelocitiesToTemperature(float(temperature) * unit.kelvin, s)
+                else:
+                    context.setVelocities(zeros * unit.nanometer / unit.picosecond)
+                state = context.getState(getPositions=True, getVelocities=True, getEnergy=True, getParameters=True)
+            text = openmm.XmlSerializer.serialize(state)
+            with atomic_path(p, overwrite) as tmp, writing(p):
+                tmp.write_text(text)
             written.append(p)
     except BaseException:
         for p in written:

@@ -21,10 +21,13 @@ import openmm
 from openmm import unit
 from tqdm.auto import tqdm
 
-from ..utils.files import write_json
+from ..utils.files import write_json, writing
 from ..utils.seeds import spawn_seeds
+from ._openmm import get_platform
 from .dynamics import Dynamics
+from .limits import as_count, openmm_errors
 from .system import MolecularSystem
+from .topology import as_positions
 
 __all__ = [
     "CommittorResult",
@@ -143,8 +146,10 @@ class CommittorResult:
         }
 
     def save(self, path: str | os.PathLike, overwrite: bool = False):
-        """Write :meth:`as_dict` as JSON (atomic; no overwrite unless asked)."""
-        return write_json(path, self.as_dict(), overwrite)
+        """Write :meth:`as_dict` as JSON (atomic; no overwrite unless asked; a failed write raises a
+        one-line ``OSError`` and leaves nothing)."""
+        with writing(path):
+            return write_json(path, self.as_dict(), overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "CommittorResult":
@@ -158,10 +163,23 @@ class CommittorResult:
         )
 
 
+def _membership(fn: Callable, x: np.ndarray, name: str) -> bool:
+    """``fn(x)`` for one frame ``x (1, n_atoms, 3)`` as a bool; one-line error for a wrong result."""
+    out = np.asarray(fn(x))
+    if out.shape not in ((1,), ()):
+        raise ValueError(f"{name} must map positions (n_frames, n_atoms, 3) nm to a bool array (n_frames,); for one "
+                         f"frame it returned shape {out.shape}")
+    if out.dtype != bool:
+        if out.dtype.kind not in "iuf" or not np.isin(out, (0, 1)).all():
+            raise ValueError(f"{name} must return booleans (or 0/1) per frame; it returned {out.reshape(-1)[0]!r} "
+                             f"({out.dtype})")
+    return bool(out.reshape(-1)[0])
+
+
 def _state_of(positions: np.ndarray, in_A: Callable, in_B: Callable) -> int | None:
     x = positions[None]
-    a = bool(np.asarray(in_A(x)).reshape(-1)[0])
-    b = bool(np.asarray(in_B(x)).reshape(-1)[0])
+    a = _membership(in_A, x, "in_A")
+    b = _membership(in_B, x, "in_B")
     if a and b:
         raise ValueError("a configuration is inside both state A and state B: the states overlap")
     return OUTCOME_A if a else OUTCOME_B if b else None
@@ -205,6 +223,13 @@ def committor(
 
     Returns a :class:`CommittorResult`; ``n_force_evaluations`` = total Langevin steps.
     """
+    if not (callable(in_A) and callable(in_B)):
+        raise TypeError("in_A and in_B must be callables mapping positions (n_frames, n_atoms, 3) nm to bools "
+                        "(n_frames,), e.g. system.states['C5'].contains")
+    if not 0.0 < float(confidence) < 1.0:
+        raise ValueError(f"confidence must be in (0, 1); got {confidence}")
+    n_shots, max_steps = as_count(n_shots, "n_shots"), as_count(max_steps, "max_steps")
+    check_interval = as_count(check_interval, "check_interval")
     dyn = dynamics or Dynamics()
     if isinstance(system, MolecularSystem):
         dyn, omm_system = dyn.for_system(system), system.openmm_system
@@ -212,7 +237,10 @@ def committor(
         if dyn.temperature is None or dyn.timestep is None:
             raise ValueError("committor on a bare openmm.System needs Dynamics(temperature=..., timestep=...); "
                              "or pass the MolecularSystem")
+        if not isinstance(system, openmm.System):
+            raise TypeError(f"system must be a MolecularSystem or an openmm.System; got {type(system).__name__}")
         dyn, omm_system = replace(dyn, platform=dyn.platform or "Reference"), system
+        get_platform(dyn.platform, system.getNumParticles())
     if hasattr(positions_list, "xyz"):  # mdtraj.Trajectory
         if box_vectors is None and positions_list.unitcell_vectors is not None:
             box_vectors = positions_list.unitcell_vectors
@@ -221,21 +249,24 @@ def committor(
     if pos.ndim == 2:
         pos = pos[None]
     if pos.ndim != 3 or pos.shape[2] != 3:
-        raise ValueError("positions_list must have shape (n_configs, n_atoms, 3)")
+        raise ValueError(f"positions_list must have shape (n_configs, n_atoms, 3); got {pos.shape}")
     n_configs, n_atoms, _ = pos.shape
     if n_atoms != omm_system.getNumParticles():
         raise ValueError(f"positions have {n_atoms} atoms, the system {omm_system.getNumParticles()} particles")
-    n_shots, max_steps, check_interval = int(n_shots), int(max_steps), int(check_interval)
-    if n_shots < 1 or max_steps < 1 or check_interval < 1:
-        raise ValueError("n_shots, max_steps and check_interval must be positive")
+    if n_configs == 0:
+        raise ValueError("positions_list holds no configurations; give (n_configs >= 1, n_atoms, 3) nm")
+    pos = as_positions(pos, n_atoms, "committor start positions")
     if box_vectors is not None:
         box_vectors = np.asarray(box_vectors, dtype=np.float64)
         if box_vectors.ndim == 2:
-            box_vectors = np.broadcast_to(box_vectors, (n_configs, 3, 3))
+            box_vectors = np.broadcast_to(box_vectors, (n_configs, 3, 3)) if box_vectors.shape == (3, 3) else None
+        if box_vectors is None or box_vectors.shape != (n_configs, 3, 3) or not np.all(np.isfinite(box_vectors)):
+            raise ValueError(f"box_vectors must be finite (3, 3) or ({n_configs}, 3, 3) nm")
 
     seeds = spawn_seeds(dyn.seed, 1 + n_configs * n_shots)
     integrator = dyn.integrator(seeds[0])
-    context = openmm.Context(omm_system, integrator, openmm.Platform.getPlatformByName(dyn.platform))
+    with openmm_errors(f"creating the committor context on the {dyn.platform} platform"):
+        context = openmm.Context(omm_system, integrator, openmm.Platform.getPlatformByName(dyn.platform))
 
     outcomes = np.full((n_configs, n_shots), OUTCOME_UNDECIDED, dtype=int)
     steps = np.zeros((n_configs, n_shots), dtype=np.int64)
@@ -250,15 +281,21 @@ def committor(
             for j in range(n_shots):
                 if box_vectors is not None:
                     context.setPeriodicBoxVectors(*(openmm.Vec3(*v) for v in box_vectors[i]))
-                context.setPositions(pos[i])
-                context.setVelocitiesToTemperature(dyn.temperature, seeds[1 + i * n_shots + j])
+                with openmm_errors(f"shooting from configuration {i}"):
+                    context.setPositions(pos[i])
+                    context.setVelocitiesToTemperature(dyn.temperature, seeds[1 + i * n_shots + j])
                 done = 0
                 while done < max_steps:
                     n = min(check_interval, max_steps - done)
-                    integrator.step(n)
+                    with openmm_errors(f"shooting from configuration {i} (shot {j}, step {done})"):
+                        integrator.step(n)
+                        x = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
                     done += n
-                    x = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
-                    state = _state_of(np.asarray(x), in_A, in_B)
+                    x = np.asarray(x)
+                    if not np.all(np.isfinite(x)):
+                        raise RuntimeError(f"committor shot {j} from configuration {i} blew up (NaN coordinates after "
+                                           f"{done} steps); reduce the time step or relax the configuration")
+                    state = _state_of(x, in_A, in_B)
                     if state is not None:
                         outcomes[i, j] = state
                         break

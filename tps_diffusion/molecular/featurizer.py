@@ -21,11 +21,16 @@ import mdtraj
 import numpy as np
 
 from ..core.normalizer import Normalizer
+from .limits import nonfinite_frames
 from .superpose import kabsch_rotation
 from .system import MolecularSystem
 from .topology import as_md_topology
 
-__all__ = ["CartesianFeaturizer"]
+__all__ = ["CartesianFeaturizer", "MIN_SCALE_NM"]
+
+#: smallest accepted RMS spread (nm) of the fitted samples: below it the samples are one structure
+#: repeated (rounding noise only) and the features would be noise amplified by 1/scale
+MIN_SCALE_NM = 1e-6
 
 
 class CartesianFeaturizer:
@@ -102,8 +107,10 @@ class CartesianFeaturizer:
         elif xyz.shape[1] != self.n_selected:
             raise ValueError(f"positions have {xyz.shape[1]} atoms; expected {self.n_atoms} (all) or {self.n_selected} "
                              "(selected)")
-        if not np.all(np.isfinite(xyz)):
-            raise ValueError("positions contain NaN/inf")
+        bad = nonfinite_frames(xyz)
+        if bad is not None:
+            raise ValueError(f"positions contain NaN/inf (frames {bad}); drop those frames (traj[mask]) or regenerate "
+                             "them")
         return xyz
 
     def _require_fit(self):
@@ -126,12 +133,12 @@ class CartesianFeaturizer:
         if self.reference is None:
             self.reference = self._centre(xyz[0])
         aligned = self.align(xyz)
-        self.mean = aligned.mean(0)
-        scale = float(np.sqrt(np.mean((aligned - self.mean) ** 2)))
-        if not scale > 0:
-            raise ValueError("cannot fit the scale: all samples are identical after alignment (need >= 2 distinct "
-                             "structures)")
-        self.scale = scale
+        mean = aligned.mean(0)
+        scale = float(np.sqrt(np.mean((aligned - mean) ** 2)))
+        if not scale >= MIN_SCALE_NM:
+            raise ValueError(f"all samples are (nearly) identical after alignment (RMS spread {scale:.3g} nm): give MD "
+                             "samples of the basins, not one structure repeated")
+        self.mean, self.scale = mean, scale
         return self
 
     def transform(self, traj) -> np.ndarray:

@@ -5,25 +5,35 @@ topology PDB), ``.pdb`` and ``.h5`` (topology included; ``.h5`` needs PyTables).
 stores float32 nm (lossless for an ``mdtraj.Trajectory``), DCD float32 Angstrom (~1e-7 relative),
 PDB 0.001 Angstrom = 1e-4 nm, XTC 1e-3 nm (mdtraj default precision 1000/nm). Reading takes any
 format mdtraj reads; coordinate-only formats need a topology.
+
+Reads are checked: a DCD whose header promises more frames than the file holds (truncated copy)
+is refused, as are reader failures and NaN/inf coordinates, each with a one-line ``ValueError``.
+mdtraj's C readers and writers (DCD, XTC, TRR) only take ASCII file names; other names are
+reached through an ASCII-named symbolic link in a temporary directory, so any path works.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import struct
+import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import mdtraj
 import numpy as np
 import openmm
 import openmm.unit as unit
 
-from ..utils.files import atomic_path, check_writable
+from ..utils.files import atomic_path, check_writable, first_line, writing
+from .limits import check_output_dir, nonfinite_frames
 from .topology import as_md_topology, as_positions
 
 __all__ = ["FORMATS", "WRITE_FORMATS", "needs_topology", "write_trajectory", "load_trajectory", "load_samples",
-           "openmm_positions"]
+           "openmm_positions", "check_writable_trajectory_path", "save_trajectory"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +54,9 @@ FORMATS: dict[str, Format] = {
 }
 WRITE_FORMATS = tuple(ext for ext, f in FORMATS.items() if f.writer)
 
+#: coordinates this large (nm, 1 mm) only come from a corrupt file (or a simulation that blew up)
+MAX_COORDINATE_NM = 1e6
+
 
 def needs_topology(path: str | os.PathLike) -> bool:
     """True for coordinate-only formats (DCD, XTC, ...), which need a topology to be read."""
@@ -51,11 +64,104 @@ def needs_topology(path: str | os.PathLike) -> bool:
     return fmt is not None and not fmt.has_topology
 
 
+@contextmanager
+def _ascii_alias(path: Path, write: bool) -> Iterator[Path]:
+    """A path with an ASCII name through which ``path`` is read (``write=False``) or written.
+
+    ``path`` itself when its name is ASCII. Otherwise a symbolic link in a fresh temporary
+    directory: to the file (reading) or to its directory (writing; a non-ASCII file name is
+    written under an ASCII temporary name and renamed onto ``path``). The links are removed at
+    the end; a failed write leaves no file.
+    """
+    if str(path).isascii():
+        yield path
+        return
+    tmpdir = Path(tempfile.mkdtemp(prefix="tps_ascii_"))
+    link = tmpdir / ("d" if write else f"f{path.suffix if path.suffix.isascii() else ''}")
+    written = None
+    try:
+        try:
+            if not str(tmpdir).isascii():
+                raise OSError(f"the temporary directory {tmpdir} has a non-ASCII name")
+            os.symlink(os.path.abspath(path.parent if write else path), link, target_is_directory=write)
+        except OSError as exc:
+            raise OSError(f"cannot {'write' if write else 'read'} {path.name}: mdtraj's DCD/XTC/TRR code needs an "
+                          f"ASCII path and no ASCII alias could be made ({first_line(exc)}); use a path of ASCII "
+                          "characters only") from None
+        if not write:
+            yield link
+            return
+        name = path.name if path.name.isascii() else f"{tmpdir.name}{path.suffix if path.suffix.isascii() else ''}"
+        written = path.parent / name
+        yield link / name
+        if name != path.name:
+            os.replace(written, path)
+    finally:
+        if written is not None and written != path and os.path.lexists(written):
+            os.unlink(written)
+        if os.path.lexists(link):
+            os.unlink(link)
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def save_trajectory(traj: mdtraj.Trajectory, path: str | os.PathLike, writer: str | None = None,
+                    name: str | os.PathLike | None = None) -> None:
+    """Call mdtraj's writer (``writer``, a ``Trajectory`` method name; None: ``Trajectory.save``)
+    on ``path`` (a fresh temporary file of :func:`~tps_diffusion.utils.files.atomic_path`).
+
+    Works for non-ASCII paths (see :func:`_ascii_alias`); any writer failure becomes a one-line
+    ``OSError`` naming ``name`` (default ``path``: the final file) and suggesting a full disk
+    (mdtraj's DCD writer raises ``TypeError`` there).
+    """
+    path = Path(path)
+    with _ascii_alias(path, write=True) as target, writing(path if name is None else name):
+        getattr(traj, writer or "save")(str(target))
+
+
+def check_writable_trajectory_path(path: str | os.PathLike, overwrite: bool = False,
+                                   n_bytes: int | None = None) -> Path:
+    """Fail fast (before long work) on a trajectory output :func:`write_trajectory` could not write.
+
+    Raises ``ValueError`` for an extension it does not write, ``FileExistsError`` for an existing
+    file without ``overwrite``, ``OSError`` when no file can be created in the directory (or its
+    nearest existing ancestor: read-only, no permission, a file in the way) or, with ``n_bytes``
+    (the expected size), when the file system has less free space than that. Returns the path.
+    """
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in WRITE_FORMATS:
+        raise ValueError(f"cannot write {path.name!r}: unsupported extension {ext!r}; supported: "
+                         f"{', '.join(WRITE_FORMATS)}")
+    if path.is_dir():
+        raise IsADirectoryError(f"cannot write {path}: it is a directory; give a file name ending in {ext}")
+    check_writable(path, overwrite)
+    check_output_dir(path.parent, "the trajectory", "choose another output path or --run-dir")
+    if not str(path).isascii():
+        with tempfile.TemporaryDirectory(prefix="tps_ascii_") as tmp:
+            try:
+                if not tmp.isascii():
+                    raise OSError(f"the temporary directory {tmp} has a non-ASCII name")
+                os.symlink(tempfile.gettempdir(), os.path.join(tmp, "probe"), target_is_directory=True)
+            except OSError as exc:
+                raise OSError(f"cannot write {path.name}: mdtraj needs an ASCII path and no ASCII alias could be made "
+                              f"({first_line(exc)}); use a path of ASCII characters only") from None
+    if n_bytes is not None:
+        base = path.parent
+        while not base.exists() and base != base.parent:
+            base = base.parent
+        free = shutil.disk_usage(base).free
+        if free < n_bytes:
+            raise OSError(f"writing {path.name} needs about {n_bytes / 1024**2:.3g} MiB but only {free / 1024**2:.3g} "
+                          "MiB are free; free space or choose another --run-dir")
+    return path
+
+
 def write_trajectory(traj: mdtraj.Trajectory, path: str | os.PathLike, overwrite: bool = False,
                      topology_pdb: bool | str | os.PathLike = False) -> Path:
     """Write ``traj`` to ``path`` (.dcd .xtc .pdb .h5) atomically; returns the path.
 
-    An existing file is only replaced with ``overwrite=True``; a failing writer leaves nothing.
+    An existing file is only replaced with ``overwrite=True``; a failing writer leaves nothing and
+    raises a one-line ``OSError`` (a full disk is the usual cause). Non-ASCII paths work.
     ``topology_pdb`` (DCD/XTC only): True writes ``<path without suffix>.pdb`` (first frame) next
     to the trajectory, a path writes it there; same overwrite rule.
     """
@@ -72,14 +178,19 @@ def write_trajectory(traj: mdtraj.Trajectory, path: str | os.PathLike, overwrite
             raise ValueError(f"topology_pdb is only meaningful for .dcd/.xtc (a {ext} file carries its topology)")
         top_path = path.with_suffix(".pdb") if topology_pdb is True else Path(topology_pdb)
         check_writable(top_path, overwrite)
-    if not np.all(np.isfinite(traj.xyz)):
-        raise ValueError(f"refusing to write {path.name}: coordinates contain NaN/inf")
+    bad = nonfinite_frames(traj.xyz)
+    if bad is not None:
+        raise ValueError(f"refusing to write {path.name}: coordinates contain NaN/inf (frames {bad}); drop those "
+                         "frames (traj[mask]) or regenerate them")
     check_writable(path, overwrite)
+    check_output_dir(path.parent, "the trajectory", "choose another output path or --run-dir")
+    if top_path is not None:
+        check_output_dir(top_path.parent, "the topology PDB", "choose another output path or --run-dir")
     with atomic_path(path, overwrite) as tmp:
-        getattr(traj, FORMATS[ext].writer)(str(tmp))
+        save_trajectory(traj, tmp, FORMATS[ext].writer, name=path)
     if top_path is not None:
         with atomic_path(top_path, overwrite) as tmp:
-            traj[0].save_pdb(str(tmp))
+            save_trajectory(traj[0], tmp, "save_pdb", name=top_path)
     return path
 
 
@@ -91,6 +202,55 @@ def _n_atoms_in_file(path: Path) -> int | None:
         return int(np.asarray(xyz).shape[1])
     except Exception:  # noqa: BLE001 - unreadable here means: let the loader below report it
         return None
+
+
+def _dcd_layout(path: Path) -> tuple[int, int, int, int] | None:
+    """``(n_frames in the header, n_atoms, header bytes, bytes per frame)`` of a DCD file, or None
+    when the header cannot be parsed here (the reader then reports the problem) or the file uses
+    fixed atoms (frames of different sizes). CHARMM/NAMD/OpenMM/mdtraj layout, either endianness,
+    4-byte record markers."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+        for e in "<>":
+            if len(head) >= 92 and struct.unpack(e + "i", head[:4])[0] == 84 and head[4:8] == b"CORD":
+                break
+        else:
+            return None
+        icntrl = struct.unpack(e + "20i", head[8:88])
+        if struct.unpack(e + "i", head[88:92])[0] != 84:
+            return None
+        n_title = struct.unpack(e + "i", head[92:96])[0]
+        o = 96 + n_title
+        if n_title < 0 or len(head) < o + 16 or struct.unpack(e + "i", head[o:o + 4])[0] != n_title:
+            return None
+        marker, n_atoms, end = struct.unpack(e + "3i", head[o + 4:o + 16])
+        if marker != 4 or end != 4 or n_atoms < 1 or icntrl[8] != 0:
+            return None
+        charmm = icntrl[19] != 0
+        coords = 8 + 4 * n_atoms
+        frame = 3 * coords + (56 if charmm and icntrl[10] else 0) + (coords if charmm and icntrl[11] else 0)
+        return icntrl[0], n_atoms, o + 16, frame
+    except (OSError, struct.error):
+        return None
+
+
+def _check_dcd(path: Path) -> int | None:
+    """Refuse a DCD whose size does not match its header (truncated or corrupt); returns the
+    header's frame count (None: unknown, e.g. a writer that leaves it 0)."""
+    layout = _dcd_layout(path)
+    if layout is None:
+        return None
+    n_header, _, header, frame = layout
+    readable = max(0, (path.stat().st_size - header)) // frame
+    if n_header > 0 and (readable != n_header or header + n_header * frame != path.stat().st_size):
+        raise _corrupt(path, n_header, readable)
+    return n_header or None
+
+
+def _corrupt(path: Path, n_header, n_readable) -> ValueError:
+    return ValueError(f"{path.name} is truncated or corrupt (header says {n_header} frames, {n_readable} readable); "
+                      "re-copy or regenerate it")
 
 
 def _same_atoms(a: mdtraj.Topology, b: mdtraj.Topology) -> str | None:
@@ -108,8 +268,10 @@ def load_trajectory(path: str | os.PathLike, top=None) -> mdtraj.Trajectory:
     """Load any file mdtraj reads; ``top`` (Topology, Trajectory, MolecularSystem or structure file)
     is required for coordinate-only formats unless ``<path without suffix>.pdb`` exists.
 
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming both atom counts
-    (or the first differing atom) when the file does not match the topology.
+    Raises ``FileNotFoundError`` for a missing file and a one-line ``ValueError`` when the file
+    does not match the topology (naming both atom counts or the first differing atom), when a DCD
+    holds fewer (or more) frames than its header says, when the reader fails (truncated or
+    corrupt file) and when coordinates are NaN/inf (naming the frames). Non-ASCII paths work.
     """
     path = Path(path)
     if not path.is_file():
@@ -121,19 +283,51 @@ def load_trajectory(path: str | os.PathLike, top=None) -> mdtraj.Trajectory:
                              f"{companion.name} next to it")
         top = companion
     md_top = None if top is None else as_md_topology(top)
+    n_header = _check_dcd(path) if path.suffix.lower() == ".dcd" else None
+    with _ascii_alias(path, write=False) as alias:
+        traj = _read(path, alias, md_top)
+    if n_header is not None and traj.n_frames != n_header:
+        raise _corrupt(path, n_header, traj.n_frames)
+    bad = nonfinite_frames(traj.xyz)
+    if bad is not None:
+        raise ValueError(f"{path.name} contains NaN/inf coordinates (frames {bad}); drop those frames or regenerate "
+                         "the file")
+    if traj.n_frames and max(traj.xyz.max(), -traj.xyz.min()) >= MAX_COORDINATE_NM:
+        frames = np.nonzero(np.abs(traj.xyz).max(axis=(1, 2)) >= MAX_COORDINATE_NM)[0]
+        raise ValueError(f"{path.name} has implausible coordinates (|x| up to {np.abs(traj.xyz).max():.3g} nm, frames "
+                         f"{frames[:10].tolist()}{' ...' if len(frames) > 10 else ''}); the file is corrupt: re-copy "
+                         "or regenerate it")
+    return traj
+
+
+def _read(path: Path, alias: Path, md_top: mdtraj.Topology | None) -> mdtraj.Trajectory:
+    """``mdtraj.load`` of ``alias`` (``path`` or an ASCII link to it), errors in one line naming ``path``."""
+    def unreadable(exc: Exception) -> ValueError:
+        reason = first_line(exc)
+        return ValueError(f"cannot read {path.name} as a trajectory ({type(exc).__name__}{': ' if reason else ''}"
+                          f"{reason[:200]}); the file is truncated or corrupt, or its suffix does not name its format "
+                          "(.h5 .dcd .xtc .pdb ...): re-copy or regenerate it")
+
     if needs_topology(path):
-        n_file = _n_atoms_in_file(path)
+        n_file = _n_atoms_in_file(alias)
         if n_file is not None and n_file != md_top.n_atoms:
             raise ValueError(f"topology mismatch: {path.name} has {n_file} atoms but the topology has {md_top.n_atoms}")
         try:
-            return mdtraj.load(str(path), top=md_top)
+            return mdtraj.load(str(alias), top=md_top)
         except ValueError as exc:
-            raise ValueError(f"topology mismatch loading {path.name}: {exc}".splitlines()[0]) from None
+            if n_file is None:
+                raise unreadable(exc) from None
+            raise ValueError(f"topology mismatch or corrupt file loading {path.name} ({first_line(exc)}); pass the "
+                             "matching topology (--top / top=) or re-copy the file") from None
+        except Exception as exc:  # noqa: BLE001 - any other reader failure means a bad or truncated file
+            raise unreadable(exc) from None
     try:
-        traj = mdtraj.load(str(path))
+        traj = mdtraj.load(str(alias))
     except Exception as exc:  # noqa: BLE001 - any reader failure means a bad or truncated file
-        raise ValueError(f"cannot read {path.name} as a trajectory ({type(exc).__name__}); check that the file is "
-                         "complete and its suffix names its format (.h5 .dcd .xtc .pdb ...)") from None
+        raise unreadable(exc) from None
+    if traj.topology is None or traj.n_atoms == 0:
+        raise ValueError(f"cannot read {path.name}: no atoms or no readable topology in it; the file is truncated or "
+                         "corrupt: re-copy or regenerate it")
     if md_top is not None:
         diff = _same_atoms(traj.topology, md_top)
         if diff is not None:

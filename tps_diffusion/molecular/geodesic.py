@@ -22,7 +22,7 @@ import torch
 
 from ..core.geodesic import Geodesic, GeodesicConfig, optimise_geodesic
 from ..core.geometry import expectation_params, natural_params, neighbour_kl, rademacher
-from ..utils.files import atomic_path
+from ..utils.files import atomic_path, writing
 from .model import MolecularModel, structure, updated_config
 from .system import MolecularSystem
 
@@ -117,7 +117,7 @@ class MolecularGeodesic:
         if self.z_star is not None:
             arrays["z_star"] = self.z_star.detach().cpu().double().numpy()
             arrays["avoid_label"] = np.array(str(self.avoid))
-        with atomic_path(path, overwrite) as tmp, open(tmp, "wb") as fh:
+        with atomic_path(path, overwrite) as tmp, writing(path), open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
         return Path(path)
 

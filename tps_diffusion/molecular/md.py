@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from ..utils.seeds import spawn_seeds
 from ._openmm import mp_context, platform_properties, quantity_value, run_tasks
 from .dynamics import Dynamics
+from .limits import as_count, check_frame_memory, openmm_errors
 from .system import MolecularSystem
 
 __all__ = ["MDResult", "run_md", "start_array"]
@@ -87,15 +88,18 @@ def _init_worker(payload: dict) -> None:
 def _run_one(task) -> tuple[np.ndarray, np.ndarray]:
     start, seed = task
     w = _WORKER
-    ctx, integ = w["dynamics"].start_context(w["system"], start, seed, w["properties"])
-    if w["n_equilibration"]:
-        integ.step(w["n_equilibration"])
+    with openmm_errors(f"starting MD (seed {seed})"):
+        ctx, integ = w["dynamics"].start_context(w["system"], start, seed, w["properties"])
+    with openmm_errors(f"equilibrating (seed {seed})"):
+        if w["n_equilibration"]:
+            integ.step(w["n_equilibration"])
     n_frames, every = w["n_frames"], w["report_interval"]
     xyz = np.empty((n_frames, start.shape[0], 3), dtype=np.float32)
     energy = np.empty(n_frames)
     for i in range(n_frames):
-        integ.step(every)
-        st = ctx.getState(getPositions=True, getEnergy=True)
+        with openmm_errors(f"running MD (seed {seed}, after {i * every} steps)"):
+            integ.step(every)
+            st = ctx.getState(getPositions=True, getEnergy=True)
         xyz[i] = quantity_value(st.getPositions(asNumpy=True), unit.nanometer)
         energy[i] = quantity_value(st.getPotentialEnergy(), unit.kilojoule_per_mole)
         if not np.isfinite(energy[i]):
@@ -127,12 +131,15 @@ def run_md(system: MolecularSystem, start_positions, n_steps: int, report_interv
         "positions": (n_frames, n_atoms, 3) nm, "potential_energy": (n_frames,) kJ/mol}``
     """
     t0 = time.perf_counter()
-    starts = np.repeat(start_array(system, start_positions), int(n_runs_per_start), axis=0)
-    if n_steps < 1 or report_interval < 1:
-        raise ValueError(f"n_steps and report_interval must be >= 1 (got {n_steps}, {report_interval})")
+    n_steps, report_interval = as_count(n_steps, "n_steps"), as_count(report_interval, "report_interval")
+    n_runs_per_start = as_count(n_runs_per_start, "n_runs_per_start")
+    n_equilibration = as_count(n_equilibration, "n_equilibration", minimum=0)
+    starts = start_array(system, start_positions)
     n_frames = n_steps // report_interval
     if n_frames < 1:
         raise ValueError(f"n_steps={n_steps} < report_interval={report_interval}: no frame would be recorded")
+    check_frame_memory(len(starts) * n_runs_per_start, n_frames, system.n_atoms, n_copies=2)
+    starts = np.repeat(starts, n_runs_per_start, axis=0)
     n_runs = len(starts)
     dyn = (dynamics or Dynamics()).for_system(system).with_workers(n_runs)
     seeds = spawn_seeds(dyn.seed, n_runs)

@@ -12,6 +12,7 @@ import numpy as np
 
 from .dynamics import Dynamics
 from .geodesic import MolecularGeodesic
+from .limits import as_count
 from .model import MolecularModel
 from .restrained import PathSet, restraint_schedule, sample_paths
 from .system import MolecularSystem
@@ -25,6 +26,8 @@ def path_targets(system: MolecularSystem, model: MolecularModel, geodesic: Molec
     of one curve: ``featurizer.inverse(x_n / alpha_n)`` and ``kT * exp(lam_n) / scale^2``
     (docs/method.md, section 5)."""
     c = _curve(geodesic, curve_index)
+    if not (np.isfinite(system.temperature) and system.temperature > 0):
+        raise ValueError(f"the system temperature must be finite and > 0 K; got {system.temperature}")
     return restraint_schedule(model.featurizer, c[:, 1:], c[:, 0], system.kT)
 
 
@@ -32,7 +35,13 @@ def _curve(geodesic: MolecularGeodesic, curve_index: int = 0) -> np.ndarray:
     """One curve ``(N, 1 + D)`` as float64 numpy."""
     curve = geodesic.curve
     if curve.ndim == 3:
+        n = curve.shape[0]
+        curve_index = as_count(curve_index, "curve_index", minimum=-n, maximum=n - 1,
+                               hint=f" (the geodesic has {n} curves)")
         curve = curve[curve_index]
+    if curve.ndim != 2 or curve.shape[0] < 1:
+        raise ValueError(f"the geodesic curve must be (N, 1 + D) or (B, N, 1 + D); got shape {tuple(curve.shape)}: "
+                         "the geodesic file is corrupt; recompute it")
     return curve.detach().cpu().double().numpy()
 
 
@@ -50,6 +59,8 @@ def sample_molecular_paths(system: MolecularSystem, model: MolecularModel, geode
     are force-field potentials (kJ/mol) of the recorded frames; ``settings`` also record the
     geodesic config and the curve's lowest log-SNR. ``callback``: see :func:`sample_paths`.
     """
+    n_paths, steps_per_point = as_count(n_paths, "n_paths"), as_count(steps_per_point, "steps_per_point")
+    record_interval = as_count(record_interval, "record_interval")
     model.check_system(system)
     targets, stiffness = path_targets(system, model, geodesic, curve_index)
     if start is None:

@@ -35,12 +35,13 @@ import torch
 from tqdm.auto import tqdm
 
 from ..core.langevin import tilt_schedule
-from ..utils.files import atomic_path, write_json
+from ..utils.files import atomic_path, write_json, writing
 from ..utils.seeds import spawn_seeds
 from ._openmm import mp_context, platform_properties, quantity_value, run_tasks
 from .dynamics import Dynamics
 from .featurizer import CartesianFeaturizer
 from .formats import write_trajectory
+from .limits import as_count, check_frame_memory, check_output_dir, openmm_errors
 from .md import start_array
 from .superpose import superpose
 from .system import MolecularSystem
@@ -79,9 +80,23 @@ def restraint_schedule(featurizer: CartesianFeaturizer, x_features, lam, kT: flo
     lam = np.asarray(lam, dtype=np.float64).reshape(-1)
     if x.ndim != 2 or x.shape[0] != lam.shape[0]:
         raise ValueError(f"x_features must be (N, n_features) with N = len(lam); got {x.shape} and {lam.shape}")
+    if x.shape[1] != featurizer.n_features:
+        raise ValueError(f"the curve has {x.shape[1]} model coordinates but the featurizer {featurizer.n_features}: "
+                         "the geodesic was made with another model; recompute it with this model")
+    kT = float(kT)
+    if not (np.isfinite(kT) and kT > 0):
+        raise ValueError(f"kT must be finite and > 0 kJ/mol; got {kT} (the temperature must be > 0 K)")
+    bad = np.nonzero(~(np.isfinite(lam) & np.all(np.isfinite(x), axis=1)))[0]
+    if len(bad):
+        raise ValueError(f"the geodesic curve contains NaN/inf at points {bad[:10].tolist()}: the geodesic file is "
+                         "corrupt or its optimisation diverged; recompute the geodesic")
     curve = torch.as_tensor(np.concatenate([lam[:, None], x], axis=1), dtype=torch.float64)
     centres, k = tilt_schedule(curve, featurizer.normalizer)  # nm (flattened), 1/nm^2
-    return centres.numpy().reshape(len(lam), featurizer.n_selected, 3), kT * k.numpy()
+    stiffness = kT * k.numpy()
+    if not np.all(np.isfinite(stiffness)):
+        raise ValueError(f"restraint stiffness kT*exp(lam)/scale^2 overflows (largest log-SNR {lam.max():.4g}): the "
+                         "geodesic's log-SNR is far too large; recompute the geodesic with a smaller lam_end")
+    return centres.numpy().reshape(len(lam), featurizer.n_selected, 3), stiffness
 
 
 def add_restraint(system: openmm.System, atom_indices: Sequence[int]) -> tuple[openmm.CustomExternalForce, int]:
@@ -164,19 +179,20 @@ class PathSet:
 
     def save(self, directory: str | os.PathLike, fmt: str = "h5", overwrite: bool = False) -> Path:
         """Write ``path_0000.<fmt>`` ... plus ``energies.npz`` and ``pathset.json`` into ``directory``."""
-        directory = Path(directory)
+        directory = check_output_dir(directory, "the paths", "choose another directory or --run-dir")
         directory.mkdir(parents=True, exist_ok=True)
         fmt = fmt.lstrip(".")
         for i, t in enumerate(self.trajectories):
             write_trajectory(t, directory / f"path_{i:04d}.{fmt}", overwrite=overwrite,
                              topology_pdb=(fmt in ("dcd", "xtc") and i == 0) and directory / "topology.pdb")
-        with atomic_path(directory / "energies.npz", overwrite) as tmp:
+        with atomic_path(directory / "energies.npz", overwrite) as tmp, writing(directory / "energies.npz"):
             with open(tmp, "wb") as fh:
                 np.savez(fh, energies=self.energies, tilt_energies=self.tilt_energies, point_index=self.point_index)
-        write_json(directory / "pathset.json", {"n_paths": self.n_paths,
-                                                "n_force_evaluations": self.n_force_evaluations,
-                                                "n_energy_evaluations": self.n_energy_evaluations, "seeds": self.seeds,
-                                                "settings": self.settings, "wall_time_s": self.wall_time_s}, overwrite)
+        record = {"n_paths": self.n_paths, "n_force_evaluations": self.n_force_evaluations,
+                  "n_energy_evaluations": self.n_energy_evaluations, "seeds": self.seeds, "settings": self.settings,
+                  "wall_time_s": self.wall_time_s}
+        with writing(directory / "pathset.json"):
+            write_json(directory / "pathset.json", record, overwrite)
         return directory
 
 
@@ -201,7 +217,8 @@ def _sample_one(task) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     idx, targets, stiffness = w["atom_indices"], w["targets"], w["stiffness"]
     K, every, want_e = w["steps_per_point"], w["record_interval"], w["compute_energies"]
     force: openmm.CustomExternalForce = w["force"]
-    ctx, integ = w["dynamics"].start_context(w["system"], start, seed, w["properties"])
+    with openmm_errors(f"starting a path (seed {seed})"):
+        ctx, integ = w["dynamics"].start_context(w["system"], start, seed, w["properties"])
     cur = ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
     N = len(targets)
     per_block = K // every
@@ -217,12 +234,13 @@ def _sample_one(task) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ctx.setParameter(RESTRAINT_K, float(stiffness[n]))
         f0 = f
         for _ in range(per_block):
-            integ.step(every)
-            if want_e:
-                st = ctx.getState(getPositions=True, getEnergy=True, groups=w["ff_groups"])
-                energy[f] = quantity_value(st.getPotentialEnergy(), unit.kilojoule_per_mole)
-            else:
-                st = ctx.getState(getPositions=True)
+            with openmm_errors(f"sampling a path (curve point {n}, seed {seed})"):
+                integ.step(every)
+                if want_e:
+                    st = ctx.getState(getPositions=True, getEnergy=True, groups=w["ff_groups"])
+                    energy[f] = quantity_value(st.getPotentialEnergy(), unit.kilojoule_per_mole)
+                else:
+                    st = ctx.getState(getPositions=True)
             cur = quantity_value(st.getPositions(asNumpy=True), unit.nanometer)
             if not (np.isfinite(cur).all() and np.abs(cur).max() < 1e6):
                 raise RuntimeError(f"simulation blew up (NaN coordinates) at curve point {n} (stiffness "
@@ -264,6 +282,9 @@ def sample_paths(system: MolecularSystem, featurizer: CartesianFeaturizer | None
         "positions": (n_frames, n_atoms, 3) nm, "energies": (n_frames,) kJ/mol}``
     """
     t0 = time.perf_counter()
+    n_paths = as_count(n_paths, "n_paths")
+    steps_per_point = as_count(steps_per_point, "steps_per_point")
+    record_interval = as_count(record_interval, "record_interval")
     idx = np.arange(system.n_atoms) if featurizer is None else np.asarray(featurizer.atom_indices, dtype=int)
     targets = np.asarray(targets_nm, dtype=np.float64)
     if targets.ndim == 2:
@@ -272,14 +293,23 @@ def sample_paths(system: MolecularSystem, featurizer: CartesianFeaturizer | None
         raise ValueError(f"targets_nm must be (N, {len(idx)}, 3) (N curve points, selected atoms); got "
                          f"{np.shape(targets_nm)}")
     if not np.all(np.isfinite(targets)):
-        raise ValueError("targets_nm contain NaN/inf")
+        bad = np.nonzero(~np.all(np.isfinite(targets), axis=(1, 2)))[0]
+        raise ValueError(f"targets_nm contain NaN/inf at curve points {bad[:10].tolist()}; recompute the geodesic")
     N = len(targets)
-    k = np.broadcast_to(np.asarray(stiffness, dtype=np.float64), (N,)).copy()
+    if N < 1:
+        raise ValueError("targets_nm has no curve points; give (N >= 1, n_sel, 3) nm")
+    try:
+        k = np.broadcast_to(np.asarray(stiffness, dtype=np.float64), (N,)).copy()
+    except ValueError:
+        raise ValueError(f"stiffness must be a scalar or ({N},) kJ/mol/nm^2 (one per curve point); got shape "
+                         f"{np.shape(stiffness)}") from None
     if not np.all(np.isfinite(k)) or np.any(k < 0):
-        raise ValueError("stiffness must be finite and >= 0 (kJ/mol/nm^2)")
-    K, every = int(steps_per_point), int(record_interval)
-    if K < 1 or every < 1 or K % every:
-        raise ValueError(f"record_interval ({every}) must be >= 1 and divide steps_per_point ({K})")
+        raise ValueError("stiffness must be finite and >= 0 (kJ/mol/nm^2); a negative or NaN stiffness comes from a "
+                         "temperature <= 0 K or a corrupt geodesic")
+    K, every = steps_per_point, record_interval
+    if K % every:
+        raise ValueError(f"record_interval ({every}) must divide steps_per_point ({K})")
+    check_frame_memory(n_paths, N * (K // every), system.n_atoms, per_frame_extra=16)
     starts = start_array(system, start_positions)
     if len(starts) == 1:
         starts = np.repeat(starts, n_paths, axis=0)

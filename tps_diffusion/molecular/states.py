@@ -77,7 +77,8 @@ class CollectiveVariable:
             try:
                 idx = top.select(sel)
             except Exception as exc:  # noqa: BLE001 - mdtraj raises several types for bad selections
-                raise ValueError(f"CV {self.name!r}: invalid atom selection {sel!r}: {exc}") from None
+                msg = next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+                raise ValueError(f"CV {self.name!r}: invalid atom selection {sel!r}: {msg}") from None
             if len(idx) != 1:
                 found = ", ".join(_atom_label(top.atom(i)) for i in idx[:6]) + (" ..." if len(idx) > 6 else "")
                 raise ValueError(
@@ -149,6 +150,9 @@ class State:
         if len(self.centre) != len(self.cvs):
             raise ValueError(f"state {self.name!r}: centre has {len(self.centre)} values for {len(self.cvs)} CVs")
         self.radius = float(self.radius)
+        if not (np.all(np.isfinite(self.centre)) and np.isfinite(self.radius) and self.radius > 0):
+            raise ValueError(f"state {self.name!r}: centre must be finite and radius finite and > 0 (CV units); got "
+                             f"centre {self.centre.tolist()}, radius {self.radius}")
 
     def cv_values(self, traj: mdtraj.Trajectory) -> np.ndarray:
         """CV values ``(n_frames, n_cvs)``."""

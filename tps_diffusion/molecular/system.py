@@ -20,7 +20,9 @@ import openmm
 import openmm.app as app
 import openmm.unit as unit
 
+from ..utils.files import first_line
 from ._openmm import default_platform, get_platform, in_units
+from .limits import openmm_errors
 from .solvent import add_obc2
 from .states import CollectiveVariable, Dihedral, State
 from .topology import CONSTRAINTS, NONBONDED_METHODS, as_positions, load_forcefield
@@ -52,6 +54,10 @@ class MolecularSystem:
                  name: str = "system", info: Mapping | None = None):
         if not isinstance(topology, app.Topology):
             raise TypeError(f"topology must be an openmm.app.Topology, got {type(topology).__name__}")
+        if not isinstance(system, openmm.System):
+            raise TypeError(f"system must be an openmm.System, got {type(system).__name__}")
+        if topology.getNumAtoms() == 0:
+            raise ValueError("the topology has no atoms; give a structure with atoms (a complete PDB file)")
         if system.getNumParticles() != topology.getNumAtoms():
             raise ValueError(f"the OpenMM System has {system.getNumParticles()} particles but the topology has "
                              f"{topology.getNumAtoms()} atoms")
@@ -60,6 +66,8 @@ class MolecularSystem:
         self.openmm_system = system
         self.positions = as_positions(positions, self.n_atoms, "reference positions")[0]
         self.temperature = float(in_units(temperature, unit.kelvin))
+        if not (np.isfinite(self.temperature) and self.temperature > 0):
+            raise ValueError(f"temperature must be finite and > 0 K; got {self.temperature}")
         if isinstance(cvs, Mapping):
             cvs = list(cvs.values())
         self.cvs = {cv.name: cv for cv in (cvs or [])}
@@ -107,10 +115,16 @@ class MolecularSystem:
             raise ValueError(f"unknown nonbonded_method {nonbonded_method!r}; known: {list(NONBONDED_METHODS)}")
         if constraints not in CONSTRAINTS:
             raise ValueError(f"unknown constraints {constraints!r}; known: {list(CONSTRAINTS)}")
+        if path.stat().st_size == 0:
+            raise ValueError(f"structure file {path} is empty; re-copy or regenerate it")
         try:
             structure = app.PDBxFile(str(path)) if path.suffix.lower() in (".cif", ".pdbx") else app.PDBFile(str(path))
         except Exception as exc:  # noqa: BLE001 - OpenMM's readers raise many types for a bad file
-            raise ValueError(f"cannot read structure {path}: {exc}") from None
+            raise ValueError(f"cannot read structure {path} ({type(exc).__name__}: {first_line(exc)[:200]}); the file "
+                             "is truncated or malformed: re-copy or regenerate it") from None
+        if structure.topology.getNumAtoms() == 0:
+            raise ValueError(f"structure {path} holds no atoms; the file is empty, truncated or not a PDB/PDBx file: "
+                             "re-copy or regenerate it")
         ff = load_forcefield(forcefield)
         try:
             system = ff.createSystem(structure.topology, nonbondedMethod=NONBONDED_METHODS[nonbonded_method],
@@ -118,7 +132,9 @@ class MolecularSystem:
                                      constraints=CONSTRAINTS[constraints], rigidWater=rigid_water,
                                      hydrogenMass=None if hydrogen_mass is None else hydrogen_mass * unit.amu)
         except Exception as exc:  # noqa: BLE001 - createSystem raises a bare Exception for templates
-            raise ValueError(f"force field {forcefield} cannot parametrise {path.name}: {exc}") from None
+            raise ValueError(f"force field {forcefield} cannot parametrise {path.name} ({first_line(exc)[:300]}); "
+                             "check that the file is complete (not truncated) and that the force field covers every "
+                             "residue") from None
         if implicit_solvent is not None:
             add_obc2(system, structure.topology)
         info = {"source": str(path), "forcefield": list(forcefield), "implicit_solvent": implicit_solvent,
@@ -212,9 +228,10 @@ class MolecularSystem:
         """A new ``openmm.Context`` (default integrator: VerletIntegrator(1 fs)) at ``positions``."""
         integrator = integrator or openmm.VerletIntegrator(0.001)
         plat = get_platform(self.platform_name(platform), self.n_atoms)
-        ctx = openmm.Context(self.openmm_system, integrator, plat, dict(properties or {}))
         pos = self.positions if positions is None else self.check_positions(positions)[0]
-        ctx.setPositions(pos)
+        with openmm_errors(f"creating a context on the {plat.getName()} platform"):
+            ctx = openmm.Context(self.openmm_system, integrator, plat, dict(properties or {}))
+            ctx.setPositions(pos)
         return ctx
 
     def _context(self) -> openmm.Context:
@@ -235,11 +252,12 @@ class MolecularSystem:
         ctx = self._context()
         kw = {} if groups is None else {"groups": groups}
         out = np.empty(len(xyz))
-        for i, x in enumerate(xyz):
-            if boxes is not None:
-                ctx.setPeriodicBoxVectors(*[openmm.Vec3(*map(float, v)) for v in boxes[i]])
-            ctx.setPositions(x)
-            out[i] = ctx.getState(getEnergy=True, **kw).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
+        with openmm_errors("computing potential energies"):
+            for i, x in enumerate(xyz):
+                if boxes is not None:
+                    ctx.setPeriodicBoxVectors(*[openmm.Vec3(*map(float, v)) for v in boxes[i]])
+                ctx.setPositions(x)
+                out[i] = ctx.getState(getEnergy=True, **kw).getPotentialEnergy().value_in_unit(unit.kilojoule_per_mole)
         return float(out[0]) if single else out
 
     def forces(self, positions) -> np.ndarray:
@@ -247,10 +265,11 @@ class MolecularSystem:
         xyz = self.check_positions(positions)
         ctx = self._context()
         out = np.empty_like(xyz)
-        for i, x in enumerate(xyz):
-            ctx.setPositions(x)
-            forces = ctx.getState(getForces=True).getForces(asNumpy=True)
-            out[i] = forces.value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
+        with openmm_errors("computing forces"):
+            for i, x in enumerate(xyz):
+                ctx.setPositions(x)
+                forces = ctx.getState(getForces=True).getForces(asNumpy=True)
+                out[i] = forces.value_in_unit(unit.kilojoule_per_mole / unit.nanometer)
         return out
 
     def minimize(self, positions=None, tolerance: float = 0.01, max_iterations: int = 0) -> np.ndarray:
@@ -263,10 +282,11 @@ class MolecularSystem:
         xyz = self.check_positions(raw)
         ctx = self._context()
         out = np.empty_like(xyz)
-        for i, x in enumerate(xyz):
-            ctx.setPositions(x)
-            openmm.LocalEnergyMinimizer.minimize(ctx, tolerance, max_iterations)
-            out[i] = ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+        with openmm_errors("minimising"):
+            for i, x in enumerate(xyz):
+                ctx.setPositions(x)
+                openmm.LocalEnergyMinimizer.minimize(ctx, tolerance, max_iterations)
+                out[i] = ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
         return out[0] if single else out
 
 
@@ -282,7 +302,8 @@ def minimize_with_fixed_torsions(mol: MolecularSystem, pos: np.ndarray, torsions
     for cv in torsions:
         force.addTorsion(*map(int, cv.atom_indices(mol.md_topology)), [float(cv.compute(traj)[0])])
     system.addForce(force)
-    ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
-    ctx.setPositions(pos)
-    openmm.LocalEnergyMinimizer.minimize(ctx, 1e-3, 0)
-    return ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
+    with openmm_errors("minimising at fixed torsions"):
+        ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+        ctx.setPositions(pos)
+        openmm.LocalEnergyMinimizer.minimize(ctx, 1e-3, 0)
+        return ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)

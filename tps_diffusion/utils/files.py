@@ -15,6 +15,38 @@ from pathlib import Path
 from typing import Any, Iterator
 
 
+def first_line(text) -> str:
+    """The first non-empty line of ``str(text)`` (stripped), or ``""``."""
+    return next((line.strip() for line in str(text).splitlines() if line.strip()), "")
+
+
+def writer_failed(path: str | os.PathLike, exc: BaseException) -> OSError:
+    """The one-line ``OSError`` for a writer that failed on ``path`` (full disk is the usual cause)."""
+    reason = first_line(exc) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.strerror:
+        reason = exc.strerror
+    if isinstance(exc, PermissionError):
+        hint = "you may not write there: choose another --run-dir or output path"
+    else:
+        hint = "is the disk full? free space or choose another --run-dir"
+    return OSError(f"writing {Path(path).name} failed ({type(exc).__name__}: {reason}); {hint}")
+
+
+@contextmanager
+def writing(path: str | os.PathLike) -> Iterator[None]:
+    """Turn any failure of the writer called inside into :func:`writer_failed`.
+
+    Wrap only the call of the writer (inside :func:`atomic_path`, which
+    removes the partial file), so that validation errors before it keep their own type.
+    """
+    try:
+        yield
+    except FileExistsError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any writer failure (mdtraj raises TypeError on a full disk)
+        raise writer_failed(path, exc) from None
+
+
 def check_writable(path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Return ``path`` as a Path; raise if it exists and ``overwrite`` is False."""
     path = Path(path)
