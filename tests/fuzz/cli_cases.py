@@ -64,7 +64,7 @@ CASES: list[tuple[str, list[str], str]] = [
     ("geodesic points 1", ["geodesic", "--model", "{train}/model.pt", *GEO, "--points", "1"], "error"),
     ("geodesic nodes 0", ["geodesic", "--model", "{train}/model.pt", *GEO, "--nodes", "0"], "error"),
     ("geodesic lr -1", ["geodesic", "--model", "{train}/model.pt", *GEO, "--lr", "-1"], "error"),
-    ("geodesic probes 0", ["geodesic", "--model", "{train}/model.pt", *GEO, "--probes", "0"], "error"),
+    ("geodesic probes -1", ["geodesic", "--model", "{train}/model.pt", *GEO, "--probes", "-1"], "error"),
     ("geodesic avoid without region", ["geodesic", "--model", "{train}/model.pt", *GEO, "--mode", "avoid"], "error"),
     ("geodesic unknown state", ["geodesic", "--model", "{train}/model.pt", *GEO, "--end", "alpha_R"], "error"),
     ("geodesic missing model", ["geodesic", "--model", "{tmp}/missing.pt", *GEO], "error"),

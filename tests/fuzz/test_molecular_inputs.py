@@ -404,11 +404,11 @@ def pdb_text(aldp) -> str:
 
 
 @pytest.mark.parametrize("damage,pattern", [
-    (lambda t: t[: len(t) * 3 // 10], r"cannot read structure .*bad\.pdb \(ValueError: .*\); the file is truncated or "
-                                      r"malformed: re-copy or regenerate it"),
+    (lambda t: t[: len(t) * 3 // 10], r"cannot read .*bad\.pdb \(ValueError: .*\); the file is truncated, "
+                                      r"malformed or of another format: re-copy or regenerate it"),
     (lambda t: t[: len(t) * 8 // 10], r"cannot parametrise bad\.pdb .*check that the file is complete"),
-    (lambda t: t.replace("ATOM  ", "ATOM  x", 3), r"cannot read structure .*bad\.pdb \(.*Misaligned.*\); the file"),
-    (lambda t: "", r"structure file .*bad\.pdb is empty; re-copy or regenerate it"),
+    (lambda t: t.replace("ATOM  ", "ATOM  x", 3), r"cannot read .*bad\.pdb \(.*Misaligned.*\); the file"),
+    (lambda t: "", r"pdb file .*bad\.pdb is empty; re-copy or regenerate it"),
     (lambda t: "REMARK nothing here\nEND\n", r"bad\.pdb .*re-copy or regenerate it"),
     (lambda t: "\x00\xff" * 500, r"bad\.pdb"),
 ], ids=["cut30", "cut80", "misaligned", "empty", "no_atoms", "binary"])

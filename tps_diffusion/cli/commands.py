@@ -27,7 +27,7 @@ from ..plotting import plot_committor, plot_cv_paths, plot_log_snr, plot_path_en
 from ..utils.files import atomic_path, write_json
 from ..utils.provenance import jsonable
 from .content import sha256
-from .inputs import atom_selection, load_path, load_system, spec_input, structure, system_info
+from .inputs import atom_selection, load_path, load_system, spec_input, structure, system_info, system_ref
 from .rundir import MANIFEST, PROG, Run, producer_manifest, read_json
 
 PATHS_FORMAT = "tps_diffusion.paths/1"
@@ -123,8 +123,13 @@ def cmd_train(args, run: Run) -> None:
             raise FileNotFoundError(f"--data file not found: {f}")
     producer = producer_manifest(args.data[0]) or {}
     sim_settings = producer.get("settings", {}) if producer.get("command") == "simulate" else {}
-    system = load_system(args.system or sim_settings.get("system"), sim_settings.get("temperature"))
+    produced_by = producer.get("inputs", {}).get("system", {}).get("ref") or sim_settings.get("system")
+    if args.system is None and not produced_by and args.top is not None:
+        raise ValueError("--data with --top needs --system NAME|FILE.toml: the molecule the samples belong to "
+                         "(write a system file for it, docs/systems.md)")
+    system = load_system(args.system or produced_by, sim_settings.get("temperature"))
     traj = load_samples(args.data, top=args.top if args.top is not None else system)
+    traj = system.adopt(traj, "--data")
     run.input("data", args.data)
     if args.top is not None:
         run.input("top", args.top)
@@ -141,7 +146,8 @@ def cmd_train(args, run: Run) -> None:
     if args.resume:
         check_resumable(run, ckpt, recipe["files_sha256"])
     try:
-        model = train_on_samples(system, traj, args.selection, model_config=model_cfg, train_config=train_cfg,
+        model = train_on_samples(system, traj, args.selection or system.model_atoms, model_config=model_cfg,
+                                 train_config=train_cfg,
                                  checkpoint=ckpt, overwrite=True, resume=args.resume, data_recipe=recipe,
                                  device=args.device, progress=run.progress)
     except KeyboardInterrupt:
@@ -178,7 +184,7 @@ def cmd_geodesic(args, run: Run) -> None:
     if args.mode == "avoid" and args.avoid is None:
         raise ValueError("--mode avoid needs --avoid STATE|FILE (the forbidden region)")
     model = MolecularModel.load(args.model, None, device=args.device)
-    system = load_system(args.system or model.system_name)
+    system = load_system(args.system or (model.system_info or {}).get("system_file") or model.system_name)
     model.check_system(system)
     run.input("model", args.model)
     for key in ("start", "end", "avoid"):
@@ -192,7 +198,7 @@ def cmd_geodesic(args, run: Run) -> None:
                              avoid_lam=args.avoid_lam, check=not args.no_check, progress=run.progress, **overrides)
     # the model is recorded relative to this run directory, so that moving (publishing) a tree of runs keeps the link
     model_link = os.path.relpath(Path(args.model).resolve(), run.dir.resolve())
-    geo.labels.update(model=model_link, model_sha256=sha256(Path(args.model)),
+    geo.labels.update(system=system_ref(system), model=model_link, model_sha256=sha256(Path(args.model)),
                       start=str(args.start), end=str(args.end))
     out = run.path("geodesic.npz")
     geo.save(out, run.overwrite)
@@ -253,7 +259,8 @@ def cmd_sample(args, run: Run) -> None:
     reached = system.states[end_label].contains(ps.final_frames()).tolist() if end_label in system.states else None
     max_e = ps.max_energy()
     frames_per_path = ps.trajectories[0].n_frames
-    info = {"format": PATHS_FORMAT, "system": system.name, "n_paths": ps.n_paths, "frames_per_path": frames_per_path,
+    info = {"format": PATHS_FORMAT, "system": system_ref(system), "n_paths": ps.n_paths,
+            "frames_per_path": frames_per_path,
             "trajectory": dcd.name, "topology": dcd.with_suffix(".pdb").name, "energies": npz.name,
             "start": geo.labels.get("start", geo.start().label) if start is None else args.start, "end": end_label,
             "end_state_reached": reached, "max_energy_kJ_mol": max_e, "n_force_evaluations": ps.n_force_evaluations,

@@ -9,6 +9,8 @@ import json
 from pathlib import Path
 from typing import Callable
 
+import tomllib
+
 from ..utils.files import write_json
 from .commands import say
 from .content import sha256
@@ -30,14 +32,6 @@ def _load_config(path: Path) -> dict:
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path}: invalid JSON: {exc}") from None
     else:
-        try:
-            import tomllib
-        except ImportError:  # Python 3.10
-            try:
-                import tomli as tomllib  # type: ignore[no-redef]
-            except ImportError:
-                raise ImportError("TOML configs need Python >= 3.11 (tomllib) or 'pip install tomli'; "
-                                  "or use a .json config") from None
         try:
             cfg = tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

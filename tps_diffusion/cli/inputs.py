@@ -3,6 +3,7 @@ of a multi-path trajectory, atom selections."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,11 +13,17 @@ from ..molecular.catalogue import get_system
 from ..molecular.formats import load_trajectory
 from ..molecular.model import resolve_selection
 from ..molecular.system import MolecularSystem
-from .rundir import Run, read_json
+from .rundir import PROG, Run, read_json
+
+DEFAULT_SYSTEM = "alanine_dipeptide"
 
 
 def load_system(name: str | None, temperature: float | None = None) -> MolecularSystem:
-    name = name or "alanine_dipeptide"
+    """The system of ``--system`` (a built-in name or a system file); the default system with a note."""
+    if name is None:
+        name = DEFAULT_SYSTEM
+        print(f"{PROG}: note: no --system given; using the built-in {name} (give --system NAME|FILE.toml for your "
+              "molecule)", file=sys.stderr)
     if temperature is None:
         return get_system(name)
     try:
@@ -27,9 +34,14 @@ def load_system(name: str | None, temperature: float | None = None) -> Molecular
         return system
 
 
+def system_ref(system: MolecularSystem) -> str:
+    """What ``--system`` later commands are given for ``system``: its system file (absolute path), else its name."""
+    return system.info.get("system_file") or system.name
+
+
 def system_info(system: MolecularSystem) -> dict:
-    return {"name": system.name, "n_atoms": system.n_atoms, "temperature_K": system.temperature,
-            "states": sorted(system.states), "info": system.info}
+    return {"name": system.name, "ref": system_ref(system), "n_atoms": system.n_atoms,
+            "temperature_K": system.temperature, "states": sorted(system.states), "info": system.info}
 
 
 def structure(system: MolecularSystem, spec: str):

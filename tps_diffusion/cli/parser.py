@@ -39,7 +39,7 @@ LIMITS = {
     "--batch-size": (1, True, None), "--warmup": (0, True, None), "--hidden": (1, True, None),
     "--depth": (1, True, None),
     "--checkpoint-every": (1, True, None), "--points": (3, True, None), "--nodes": (1, True, None),
-    "--probes": (1, True, None), "--steps-per-point": (1, True, None), "--record-interval": (1, True, None),
+    "--probes": (0, True, None), "--steps-per-point": (1, True, None), "--record-interval": (1, True, None),
     "--path-index": (0, True, None), "--frames-per-path": (1, True, None), "--images": (2, True, None),
     "--smooth": (1, True, None), "--ops-steps-per-frame": (1, True, None), "--shots": (1, True, None),
     "--max-steps": (1, True, None), "--check-interval": (1, True, None), "--seed": (0, True, 2**32 - 1),
@@ -121,8 +121,9 @@ def _common(p: Parser, run_dir: bool = True) -> None:
 
 
 def _system_arg(p, required=False, help_extra=""):
-    p.add_argument("--system", metavar="NAME", required=required,
-                   help=f"registered molecular system, e.g. alanine_dipeptide, alanine_dipeptide_obc2{help_extra}")
+    p.add_argument("--system", metavar="NAME|FILE.toml", required=required,
+                   help="a system file (TOML: structure, force field, solvent, states; docs/systems.md) or a built-in "
+                        f"name: alanine_dipeptide[_obc2|_tip3p], chignolin[_obc2|_gbn2]{help_extra}")
 
 
 def _path_args(p) -> None:
@@ -205,10 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="MD samples: .h5 / .pdb, or .dcd / .xtc with --top (positions in nm); "
                         "several files are concatenated")
     p.add_argument("--top", type=Path, metavar="PDB",
-                   help="topology for coordinate-only formats (default: the system's topology)")
-    _system_arg(p, help_extra=" (default: the system of the simulate run that wrote --data, else alanine_dipeptide)")
-    p.add_argument("--selection", default="heavy", metavar="SEL",
-                   help="atoms of the model: heavy, all, backbone or an mdtraj selection string")
+                   help="topology of --data (any file mdtraj or OpenMM reads; needed for coordinate-only formats; "
+                        "default: the system's). Solute-only data are placed into a solvated system")
+    _system_arg(p, help_extra=" (default: the system of the simulate run that wrote --data; needed otherwise)")
+    p.add_argument("--selection", metavar="SEL",
+                   help="atoms of the model: heavy (solute heavy atoms, never water or ions), solute, all, backbone or "
+                        "an mdtraj selection string (default: the system file's [model] atoms, else heavy)")
     p.add_argument("--steps", type=int, metavar="N", help=f"optimiser steps (default: {T['steps']})")
     p.add_argument("--batch-size", type=int, metavar="B", help=f"samples per step (default: {T['batch_size']})")
     p.add_argument("--lr", type=float, help=f"peak learning rate of Adam (default: {T['lr']})")
@@ -256,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, metavar="N", help=f"Adam steps (default: {G['steps']})")
     p.add_argument("--lr", type=float, help=f"Adam learning rate (default: {G['lr']})")
     p.add_argument("--probes", type=int, metavar="P",
-                   help="Hutchinson probes for the divergence (default: exact divergence)")
+                   help="Hutchinson probes for the divergence; 0 = exact (default: exact up to 96 model features, "
+                        "8 probes above: the exact divergence costs one backward pass per feature)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--no-check", action="store_true",
                    help="skip the check that the endpoints lie inside the training data")

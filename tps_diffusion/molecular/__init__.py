@@ -21,7 +21,7 @@ from .md import MDResult, run_md
 from .model import MolecularModel, featurize_samples, train_on_samples
 from .paths import sample_molecular_paths
 from .restrained import PathSet, sample_paths
-from .states import Dihedral, Distance, State
+from .states import RMSD, Angle, Dihedral, Distance, Region, State, StateDefinition, cv_from_dict, state_from_dict
 from .system import MolecularSystem
 
 __all__ = [
@@ -29,5 +29,6 @@ __all__ = [
     "transition_state_ensemble", "Dynamics", "CartesianFeaturizer", "load_samples", "load_trajectory",
     "write_trajectory", "MolecularGeodesic", "molecular_geodesic", "MDResult", "run_md", "MolecularModel",
     "featurize_samples", "train_on_samples", "sample_molecular_paths", "PathSet", "sample_paths", "Dihedral",
-    "Distance", "State", "MolecularSystem",
+    "Distance", "State", "MolecularSystem", "Angle", "RMSD", "Region", "StateDefinition", "cv_from_dict",
+    "state_from_dict",
 ]

@@ -55,10 +55,22 @@ def get_platform(name: str | None, n_atoms: int) -> openmm.Platform:
 
 
 def mp_context(method: str | None, platform: str):
-    """``multiprocessing`` context: ``fork`` for the Reference/CPU platforms where available (no
-    ``if __name__ == "__main__"`` guard needed, fast start), else ``spawn`` (safe with GPU platforms)."""
+    """``multiprocessing`` context of the worker pool (``method``: a start method, or None to choose).
+
+    None: ``fork`` for the single-threaded Reference platform (fast start, no
+    ``if __name__ == "__main__"`` guard needed); ``forkserver`` for the CPU platform, whose worker
+    threads in this process (any CPU-platform Context: an energy, a minimisation) may hold locks
+    that a forked child would wait on for ever; ``spawn`` for GPU platforms and where neither is
+    available. Scripts that use the CPU or GPU platforms with workers need the ``__main__`` guard.
+    """
     if method is None:
-        method = "fork" if platform in ("Reference", "CPU") and "fork" in mp.get_all_start_methods() else "spawn"
+        methods = mp.get_all_start_methods()
+        if platform == "Reference" and "fork" in methods:
+            method = "fork"
+        elif platform == "CPU" and "forkserver" in methods:
+            method = "forkserver"
+        else:
+            method = "spawn"
     return mp.get_context(method)
 
 

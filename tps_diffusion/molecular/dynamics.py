@@ -52,8 +52,9 @@ class Dynamics:
     n_workers : int
         Processes running independent trajectories; 1 runs in this process.
     mp_context : str, optional
-        ``multiprocessing`` start method; None: ``fork`` on Linux for the Reference/CPU platforms,
-        else ``spawn`` (then the calling script needs ``if __name__ == "__main__":``).
+        ``multiprocessing`` start method; None: ``fork`` on Linux for the Reference platform,
+        ``forkserver`` for CPU (a fork after the parent used the CPU platform can hang), else
+        ``spawn``; except with ``fork`` the calling script needs ``if __name__ == "__main__":``.
     """
 
     temperature: float | None = None

@@ -161,7 +161,7 @@ def run_md(system: MolecularSystem, start_positions, n_steps: int, report_interv
     energy = np.concatenate([r[1] for r in results])
     run_index = np.repeat(np.arange(n_runs), n_frames)
     times = np.tile((np.arange(1, n_frames + 1) * report_interval) * dyn.timestep, n_runs)
-    traj = mdtraj.Trajectory(xyz, system.md_topology, time=times)
+    traj = system.with_box(mdtraj.Trajectory(xyz, system.md_topology, time=times))
     settings = dict(dyn.to_dict(), n_steps=int(n_steps), report_interval=int(report_interval),
                     n_equilibration=int(n_equilibration), n_runs=n_runs)
     return MDResult(trajectory=traj, run_index=run_index, potential_energy=energy,

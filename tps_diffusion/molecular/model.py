@@ -42,7 +42,9 @@ __all__ = ["SELECTIONS", "MOLECULAR_TRAINING", "EndpointCheck", "MolecularModel"
 METADATA_FORMAT = "tps_diffusion.molecular/1"
 
 #: short names for atom selections (anything else is passed to mdtraj's selection language)
-SELECTIONS = {"heavy": "not element H", "all": "all", "backbone": "backbone"}
+_SOLUTE = "not water and not resname NA CL K LI RB CS MG ZN SOD CLA POT"
+#: Named atom selections: the solute is everything but water and monatomic ions.
+SELECTIONS = {"heavy": f"not element H and {_SOLUTE}", "solute": _SOLUTE, "all": "all", "backbone": "backbone"}
 
 #: denoiser/training defaults for Cartesian molecules (minutes on one CPU core). ``sigma_data``
 #: 0.25 (model units; the features have overall std 1): the stiff bond/angle modes have std
@@ -72,7 +74,8 @@ def updated_config(cls, base: Mapping, override=None) -> Any:
 
 
 def resolve_selection(selection: str | Sequence[int]) -> str | Sequence[int]:
-    """``"heavy"`` -> ``"not element H"``, ``"all"`` -> ``"all"``; other strings/indices unchanged."""
+    """Named selections of :data:`SELECTIONS` (``"heavy"``: solute heavy atoms, never water or ions;
+    ``"solute"``, ``"all"``, ``"backbone"``) as mdtraj selections; other strings/indices unchanged."""
     if isinstance(selection, str):
         return SELECTIONS.get(selection, selection)
     return selection
@@ -270,6 +273,8 @@ def _positions(system: MolecularSystem, traj) -> np.ndarray:
         traj = traj.trajectory
     if isinstance(traj, (list, tuple)) and traj and not np.isscalar(traj[0]) and not isinstance(traj[0], (list, tuple)):
         return np.concatenate([_positions(system, t) for t in traj])
+    if isinstance(traj, mdtraj.Trajectory):
+        traj = system.adopt(traj, "the samples")
     return system.check_positions(traj, "samples")
 
 

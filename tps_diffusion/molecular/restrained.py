@@ -334,7 +334,7 @@ def sample_paths(system: MolecularSystem, featurizer: CartesianFeaturizer | None
                         mp_context(dyn.mp_context, dyn.platform), bar, on_result)
     n_frames = N * K // every
     times = np.arange(1, n_frames + 1) * every * dyn.timestep
-    trajs = [mdtraj.Trajectory(r[0], system.md_topology, time=times) for r in results]
+    trajs = [system.with_box(mdtraj.Trajectory(r[0], system.md_topology, time=times)) for r in results]
     settings = dict(dyn.to_dict(), n_points=N, steps_per_point=K, record_interval=every, n_restrained_atoms=len(idx))
     return PathSet(trajectories=trajs, energies=np.stack([r[1] for r in results]),
                    tilt_energies=np.stack([r[2] for r in results]), point_index=np.repeat(np.arange(N), K // every),

@@ -20,14 +20,14 @@ import openmm
 import openmm.app as app
 import openmm.unit as unit
 
-from ..utils.files import first_line
 from ._openmm import default_platform, get_platform, in_units
 from .limits import openmm_errors
-from .solvent import add_obc2
-from .states import CollectiveVariable, Dihedral, State
-from .topology import CONSTRAINTS, NONBONDED_METHODS, as_positions, load_forcefield
+from .solvent import Solvent, is_solvent
+from .states import CollectiveVariable, Dihedral, StateDefinition
+from .structure import ForceFieldSettings, Structure, parametrise, read_structure
+from .topology import as_positions
 
-__all__ = ["MolecularSystem", "minimize_with_fixed_torsions"]
+__all__ = ["MolecularSystem", "minimize_with_fixed_torsions", "minimize_with_held_atoms"]
 
 
 class MolecularSystem:
@@ -41,15 +41,17 @@ class MolecularSystem:
     positions : (n_atoms, 3) float64 reference positions, nm
     temperature : float, K
     cvs : dict name -> CollectiveVariable
-    states : dict name -> State
+    states : dict name -> State or Region (a :class:`~tps_diffusion.molecular.states.StateDefinition`)
     state_positions : dict state name -> (n_atoms, 3) representative (e.g. minimised) structure, nm
     platform : str or None (None: :func:`default_platform`)
+    timestep : float or None, ps (None: :meth:`default_timestep` chooses from the constraints)
+    model_atoms : str, mdtraj selection (or a name of ``SELECTIONS``) of the atoms a model sees by default
     name, info : free-form description (force field, solvent, provenance)
     """
 
     def __init__(self, topology: app.Topology, system: openmm.System, positions, temperature: float = 300.0,
                  cvs: Mapping[str, CollectiveVariable] | Iterable[CollectiveVariable] | None = None,
-                 states: Mapping[str, State] | Iterable[State] | None = None,
+                 states: Mapping[str, StateDefinition] | Iterable[StateDefinition] | None = None,
                  state_positions: Mapping[str, np.ndarray] | None = None, platform: str | None = None,
                  name: str = "system", info: Mapping | None = None):
         if not isinstance(topology, app.Topology):
@@ -82,6 +84,8 @@ class MolecularSystem:
         self.state_positions = {k: as_positions(v, self.n_atoms, f"positions of state {k!r}")[0]
                                 for k, v in (state_positions or {}).items()}
         self.platform = platform
+        self.timestep: float | None = None
+        self.model_atoms = "heavy"
         self.name = name
         self.info = dict(info or {})
         self._energy_context: openmm.Context | None = None
@@ -90,59 +94,65 @@ class MolecularSystem:
 
     @classmethod
     def from_pdb(cls, pdb: str | os.PathLike, forcefield: Sequence[str] | str = ("amber99sbildn.xml",),
-                 implicit_solvent: str | None = None, nonbonded_method: str = "NoCutoff", nonbonded_cutoff: float = 1.0,
+                 implicit_solvent: str | None = None, nonbonded_method: str | None = None,
+                 nonbonded_cutoff: float = 1.0,
                  constraints: str | None = None, rigid_water: bool = True, hydrogen_mass: float | None = None,
                  temperature: float = 300.0, **kwargs) -> "MolecularSystem":
-        """Build from a PDB (or PDBx/mmCIF) file and OpenMM force-field XML files.
+        """Build from a PDB (or PDBx/mmCIF) file and OpenMM force-field XML files, in vacuum or
+        implicit solvent (for explicit water and other file formats see :meth:`from_files`).
 
-        ``implicit_solvent``: None (vacuum) or ``"obc2"`` (native GBSAOBCForce, see :func:`add_obc2`).
-        ``nonbonded_method``: ``"NoCutoff"`` (default), ``"CutoffNonPeriodic"``, ``"CutoffPeriodic"``, ``"PME"``.
+        ``implicit_solvent``: None (vacuum), ``"obc2"`` (native GBSAOBCForce, see :func:`add_obc2`),
+        ``"gbn2"``, ``"obc1"``, ``"hct"``, ``"gbn"`` or an OpenMM implicit XML file.
+        ``nonbonded_method``: None (NoCutoff), ``"CutoffNonPeriodic"``; nonbonded_cutoff in nm.
         ``constraints``: None (flexible, default), ``"HBonds"``, ``"AllBonds"``, ``"HAngles"``.
         Remaining keyword arguments go to the constructor (cvs, states, state_positions, platform, name, info).
         """
-        path = Path(pdb)
-        if not path.is_file():
-            raise FileNotFoundError(f"structure file not found: {path}")
-        if isinstance(forcefield, (str, os.PathLike)):
-            forcefield = (str(forcefield),)
-        forcefield = tuple(str(f) for f in forcefield)
-        if implicit_solvent not in (None, "obc2", "OBC2"):
-            raise ValueError(f"unknown implicit_solvent {implicit_solvent!r}; use None (vacuum) or 'obc2'")
-        if any("implicit/" in f for f in forcefield):
-            raise ValueError("pass implicit_solvent='obc2' instead of an implicit/*.xml file (native GBSAOBCForce, "
-                             "~40x faster)")
-        if nonbonded_method not in NONBONDED_METHODS:
-            raise ValueError(f"unknown nonbonded_method {nonbonded_method!r}; known: {list(NONBONDED_METHODS)}")
-        if constraints not in CONSTRAINTS:
-            raise ValueError(f"unknown constraints {constraints!r}; known: {list(CONSTRAINTS)}")
-        if path.stat().st_size == 0:
-            raise ValueError(f"structure file {path} is empty; re-copy or regenerate it")
-        try:
-            structure = app.PDBxFile(str(path)) if path.suffix.lower() in (".cif", ".pdbx") else app.PDBFile(str(path))
-        except Exception as exc:  # noqa: BLE001 - OpenMM's readers raise many types for a bad file
-            raise ValueError(f"cannot read structure {path} ({type(exc).__name__}: {first_line(exc)[:200]}); the file "
-                             "is truncated or malformed: re-copy or regenerate it") from None
-        if structure.topology.getNumAtoms() == 0:
-            raise ValueError(f"structure {path} holds no atoms; the file is empty, truncated or not a PDB/PDBx file: "
-                             "re-copy or regenerate it")
-        ff = load_forcefield(forcefield)
-        try:
-            system = ff.createSystem(structure.topology, nonbondedMethod=NONBONDED_METHODS[nonbonded_method],
-                                     nonbondedCutoff=nonbonded_cutoff * unit.nanometer,
-                                     constraints=CONSTRAINTS[constraints], rigidWater=rigid_water,
-                                     hydrogenMass=None if hydrogen_mass is None else hydrogen_mass * unit.amu)
-        except Exception as exc:  # noqa: BLE001 - createSystem raises a bare Exception for templates
-            raise ValueError(f"force field {forcefield} cannot parametrise {path.name} ({first_line(exc)[:300]}); "
-                             "check that the file is complete (not truncated) and that the force field covers every "
-                             "residue") from None
-        if implicit_solvent is not None:
-            add_obc2(system, structure.topology)
-        info = {"source": str(path), "forcefield": list(forcefield), "implicit_solvent": implicit_solvent,
-                "nonbonded_method": nonbonded_method, "constraints": constraints}
+        forcefield = (str(forcefield),) if isinstance(forcefield, (str, os.PathLike)) else tuple(forcefield)
+        implicit = [f for f in forcefield if "implicit/" in str(f)]
+        if implicit and implicit_solvent is None:  # an implicit XML among the force-field files
+            implicit_solvent = implicit[0]
+        forcefield = tuple(f for f in forcefield if f not in implicit)
+        solvent = Solvent("vacuum") if implicit_solvent is None else Solvent("implicit", implicit=implicit_solvent)
+        settings = ForceFieldSettings(forcefield, nonbonded_method, nonbonded_cutoff, constraints, rigid_water,
+                                      hydrogen_mass)
+        return cls.from_files({"pdb": pdb}, settings, solvent, temperature=temperature, **kwargs)
+
+    @classmethod
+    def from_files(cls, structure: Mapping[str, str | os.PathLike] | Structure,
+                   forcefield: ForceFieldSettings | None = None, solvent: Solvent | None = None,
+                   temperature: float = 300.0, other_conformations: Sequence[np.ndarray] = (),
+                   base_dir: str | os.PathLike | None = None, **kwargs) -> "MolecularSystem":
+        """Build from structure files (see :func:`~tps_diffusion.molecular.structure.read_structure`:
+        PDB/PDBx + force-field XML files, AMBER prmtop + inpcrd, CHARMM psf + crd + params, GROMACS
+        top + gro), in ``solvent`` (vacuum, implicit or explicit water; default vacuum).
+
+        ``other_conformations``: further solute conformations ``(n_solute, 3)`` nm that must fit into
+        the box when a PDB solute is solvated here. Remaining keyword arguments go to the
+        constructor (cvs, states, state_positions, platform, name, info).
+        """
+        forcefield = forcefield or ForceFieldSettings()
+        solvent = solvent or Solvent()
+        if not isinstance(structure, Structure):
+            structure = read_structure(structure, base_dir)
+        topology, system, positions = parametrise(structure, forcefield, solvent, list(other_conformations))
+        first = next(iter(structure.files.values()))
+        periodic = solvent.kind == "explicit"
+        info = {"source": str(first) if len(structure.files) == 1 else structure.files,
+                "forcefield": list(forcefield.files), "solvent": solvent.describe(),
+                "implicit_solvent": solvent.implicit if solvent.kind == "implicit" else None,
+                "nonbonded_method": forcefield.nonbonded_method or ("PME" if periodic else "NoCutoff"),
+                "constraints": forcefield.constraints}
         info.update(kwargs.pop("info", None) or {})
-        kwargs.setdefault("name", path.stem)
-        return cls(structure.topology, system, structure.getPositions(asNumpy=True), temperature=temperature, info=info,
-                   **kwargs)
+        kwargs.setdefault("name", Path(first).stem)
+        return cls(topology, system, positions, temperature=temperature, info=info, **kwargs)
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike, **overrides) -> "MolecularSystem":
+        """Build from a system file (TOML; the format is in ``docs/systems.md``). ``overrides``:
+        temperature (K), platform."""
+        from .system_file import load_system_file
+
+        return load_system_file(path, **overrides)
 
     @classmethod
     def from_openmm(cls, topology: app.Topology, system: openmm.System, positions, temperature: float = 300.0,
@@ -166,11 +176,30 @@ class MolecularSystem:
     def n_constraints(self) -> int:
         return self.openmm_system.getNumConstraints()
 
+    @property
+    def solute_indices(self) -> np.ndarray:
+        """Indices of the atoms that are not water or ions ``(n_solute,)``."""
+        return np.array([a.index for r in self.topology.residues() if not is_solvent(r) for a in r.atoms()], dtype=int)
+
+    @property
+    def box(self) -> np.ndarray | None:
+        """Periodic box vectors ``(3, 3)`` nm, or None for a non-periodic system."""
+        if not self.openmm_system.usesPeriodicBoundaryConditions():
+            return None
+        vectors = self.openmm_system.getDefaultPeriodicBoxVectors()
+        return np.array([[float(c) for c in v.value_in_unit(unit.nanometer)] for v in vectors])
+
     def default_timestep(self) -> float:
-        """2 fs when every X-H bond is constrained, else 1 fs (ps)."""
-        n_h = sum(1 for a, b in self.topology.bonds()
-                  if "H" in (getattr(a.element, "symbol", None), getattr(b.element, "symbol", None)))
-        return 0.002 if self.n_constraints >= n_h > 0 else 0.001
+        """``timestep`` (ps) when set, else 2 fs when every X-H bond of the solute is constrained, else
+        1 fs; rigid waters do not count."""
+        if self.timestep is not None:
+            return self.timestep
+        solute = set(self.solute_indices.tolist())
+        xh = {frozenset((a.index, b.index)) for a, b in self.topology.bonds()
+              if a.index in solute and "H" in (getattr(a.element, "symbol", None), getattr(b.element, "symbol", None))}
+        constrained = {frozenset(self.openmm_system.getConstraintParameters(i)[:2])
+                       for i in range(self.n_constraints)}
+        return 0.002 if xh and xh <= constrained else 0.001
 
     def platform_name(self, platform: str | None = None) -> str:
         return platform or self.platform or default_platform(self.n_atoms)
@@ -194,9 +223,60 @@ class MolecularSystem:
         return as_positions(positions, self.n_atoms, what)
 
     def to_trajectory(self, positions, time=None) -> mdtraj.Trajectory:
-        """An ``mdtraj.Trajectory`` with this topology."""
+        """An ``mdtraj.Trajectory`` with this topology (and the periodic box of the system, if any)."""
         xyz = self.check_positions(positions)
-        return mdtraj.Trajectory(xyz.astype(np.float32), self.md_topology, time=time)
+        return self.with_box(mdtraj.Trajectory(xyz.astype(np.float32), self.md_topology, time=time))
+
+    def with_box(self, traj: mdtraj.Trajectory) -> mdtraj.Trajectory:
+        """``traj`` with the system's periodic box on every frame (NVT: the box is constant); unchanged
+        for a non-periodic system."""
+        box = self.box
+        if box is not None:
+            traj.unitcell_vectors = np.broadcast_to(box.astype(np.float32), (traj.n_frames, 3, 3)).copy()
+        return traj
+
+    def adopt(self, traj: mdtraj.Trajectory, what: str = "the trajectory") -> mdtraj.Trajectory:
+        """``traj`` (from any program) as frames of this system: atoms checked by residue and atom
+        name, molecules made whole where it has a unit cell, a solute-only trajectory placed into
+        the solvated system (the solvent at the reference positions), and the system's box set.
+
+        Raises ``ValueError`` (one line, naming the fix) for other atoms, or bonds of the solute
+        longer than 0.3 nm after making molecules whole (a per-atom wrapped trajectory without a
+        unit cell).
+        """
+        solute = self.solute_indices
+        if traj.n_atoms == self.n_atoms:
+            target = np.arange(self.n_atoms)
+        elif traj.n_atoms == len(solute) < self.n_atoms:
+            target = solute
+        else:
+            raise ValueError(f"{what} has {traj.n_atoms} atoms but {self.name} has {self.n_atoms} atoms ({len(solute)} "
+                             "solute); give the trajectory of this system (--top TOPOLOGY for coordinate-only files) "
+                             "or the system file of the molecule (--system FILE.toml)")
+        mine = [a.name for a in self.md_topology.atoms]
+        theirs = [a.name for a in traj.topology.atoms]
+        bad = next((i for i, name in enumerate(theirs) if name != mine[target[i]]), None)
+        if bad is not None:
+            atom = self.md_topology.atom(int(target[bad]))
+            raise ValueError(f"atom {bad} of {what} is {traj.topology.atom(bad)} but atom {target[bad]} of {self.name} "
+                             f"is {atom}; give a trajectory with the system's atom order (or the matching --top)")
+        periodic = self.box is not None
+        if periodic and traj.unitcell_vectors is not None and traj.topology.n_bonds:
+            traj = traj.make_molecules_whole(inplace=False)
+        in_solute = np.isin(target, solute)
+        bonds = np.array([[a.index, b.index] for a, b in traj.topology.bonds
+                          if in_solute[a.index] and in_solute[b.index]])
+        if len(bonds):
+            longest = float(mdtraj.compute_distances(traj, bonds, periodic=False).max())
+            if longest > 0.3:
+                raise ValueError(f"{what} has solute bonds up to {longest:.2f} nm: molecules split across the periodic "
+                                 "box; give a trajectory with its unit cell (dcd/xtc/trr/nc/h5) or unwrap it first "
+                                 "(gmx trjconv -pbc mol, cpptraj autoimage)")
+        if traj.n_atoms == self.n_atoms:
+            return traj if traj.unitcell_vectors is not None else self.with_box(traj)
+        xyz = np.broadcast_to(self.positions.astype(np.float32), (traj.n_frames, self.n_atoms, 3)).copy()
+        xyz[:, solute] = traj.xyz
+        return self.with_box(mdtraj.Trajectory(xyz, self.md_topology, time=traj.time))
 
     def positions_of(self, state: str) -> np.ndarray:
         """Representative structure ``(n_atoms, 3)`` nm of a named state."""
@@ -215,8 +295,8 @@ class MolecularSystem:
         out = np.full(traj.n_frames, "", dtype=object)
         best = np.full(traj.n_frames, np.inf)
         for name, s in self.states.items():
-            d = s.distance(traj)
-            take = (d <= s.radius) & (d < best)
+            d = s.depth(traj)  # <= 1 inside; overlapping states: the one whose centre is nearest
+            take = (d <= 1.0) & (d < best)
             out[take] = name
             best[take] = d[take]
         return out
@@ -294,16 +374,38 @@ def minimize_with_fixed_torsions(mol: MolecularSystem, pos: np.ndarray, torsions
                                  k: float = 5000.0) -> np.ndarray:
     """Minimise ``pos`` ``(n_atoms, 3)`` nm with stiff cosine restraints (``k`` kJ/mol) holding ``torsions``
     at their values in ``pos``: the relaxed (adiabatic) structure at fixed dihedrals, nm."""
-    system = openmm.XmlSerializer.deserialize(mol.system_xml())
     force = openmm.CustomTorsionForce("k_fix*(1-cos(theta-theta0))")
     force.addGlobalParameter("k_fix", k)
     force.addPerTorsionParameter("theta0")
     traj = mol.to_trajectory(pos)
     for cv in torsions:
         force.addTorsion(*map(int, cv.atom_indices(mol.md_topology)), [float(cv.compute(traj)[0])])
+    return _minimize_with(mol, pos, force, "Reference" if mol.box is None else mol.platform_name(),
+                          "minimising at fixed torsions")
+
+
+def minimize_with_held_atoms(mol: MolecularSystem, pos: np.ndarray, atoms: Sequence[int],
+                             k: float = 1e5) -> np.ndarray:
+    """Minimise ``pos`` ``(n_atoms, 3)`` nm with harmonic restraints (``k`` kJ/mol/nm^2) holding
+    ``atoms`` at their positions: relaxes the solvent around a given solute conformation, nm."""
+    force = openmm.CustomExternalForce("0.5*k_hold*periodicdistance(x, y, z, x0, y0, z0)^2"
+                                       if mol.box is not None else "0.5*k_hold*((x-x0)^2+(y-y0)^2+(z-z0)^2)")
+    force.addGlobalParameter("k_hold", k)
+    for name in ("x0", "y0", "z0"):
+        force.addPerParticleParameter(name)
+    for i in atoms:
+        force.addParticle(int(i), [float(c) for c in pos[i]])
+    return _minimize_with(mol, pos, force, mol.platform_name(), "relaxing the solvent around the solute")
+
+
+def _minimize_with(mol: MolecularSystem, pos: np.ndarray, force: openmm.Force, platform: str, doing: str) -> np.ndarray:
+    """Minimise with ``force`` added: to convergence (1e-3 kJ/mol/nm) without solvent; with explicit
+    solvent for at most 1000 iterations (enough to remove clashes before MD equilibrates the water)."""
+    system = openmm.XmlSerializer.deserialize(mol.system_xml())
     system.addForce(force)
-    with openmm_errors("minimising at fixed torsions"):
-        ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    periodic = mol.box is not None
+    with openmm_errors(doing):
+        ctx = openmm.Context(system, openmm.VerletIntegrator(0.001), get_platform(platform, mol.n_atoms))
         ctx.setPositions(pos)
-        openmm.LocalEnergyMinimizer.minimize(ctx, 1e-3, 0)
+        openmm.LocalEnergyMinimizer.minimize(ctx, 10.0 if periodic else 1e-3, 1000 if periodic else 0)
         return ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
