@@ -20,4 +20,4 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
 
 
 def test_there_are_notebooks():
-    assert {p.stem for p in NOTEBOOKS} >= {"quickstart_2d", "alanine_dipeptide"}
+    assert {p.stem for p in NOTEBOOKS} >= {"quickstart_2d", "alanine_dipeptide", "alanine_dipeptide_tip3p"}
