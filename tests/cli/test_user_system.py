@@ -74,13 +74,16 @@ def test_user_system_through_the_cli(user_chain, capsys):
                "30", "--batch-size", "64", "--hidden", "32", "--depth", "2", "--device", "cpu", "--run-dir",
                str(d["train"])], capsys)
     assert "note: no --system" not in err
-    assert json.loads((d["train"] / "manifest.json").read_text())["results"]["n_selected_atoms"] == 10
-    run(["geodesic", "--model", str(d["train"] / "model.pt"), "--start", "left", "--end", "right", "--points", "8",
+    trained = json.loads((d["train"] / "manifest.json").read_text())["results"]
+    assert trained["n_selected_atoms"] == 10
+    assert trained["frames_per_state"]["left"] == round(occupancy["left"] * trained["n_samples"])
+    run(["geodesic", "--model", str(d["train"] / "model.pt"), "--start", "left", "--end",
+         str(toml.parent / "right.pdb"), "--points", "8",
          "--steps", "5", "--device", "cpu", "--run-dir", str(d["geo"])], capsys)
     run(["sample", "--geodesic", str(d["geo"] / "geodesic.npz"), "--paths", "2", "--steps-per-point", "4",
          "--workers", "1", "--run-dir", str(d["sample"])], capsys)
     info = json.loads((d["sample"] / "paths.json").read_text())
-    assert info["system"] == str(toml.resolve()) and info["end"] == "right"
+    assert info["system"] == str(toml.resolve()) and info["end"] == "right"  # the end file lies in state right
     assert info["end_state_reached"] is not None and len(info["end_state_reached"]) == 2
     run(["export", "--paths", str(d["sample"] / "paths.dcd"), "--plumed", "--frames", "4", "--state-xml", "0",
          "--run-dir", str(d["export"])], capsys)
@@ -105,3 +108,15 @@ def test_a_missing_system_is_announced(tmp_path, capsys):
     rc = main(["simulate", "--states", "C5", "--steps", "20", "--report-interval", "10", "--run-dir",
                str(tmp_path / "s"), "--quiet"])
     assert rc == 0 and "using the built-in alanine_dipeptide" in capsys.readouterr().err
+
+
+def test_run_config_takes_a_system_file(user_chain, tmp_path, capsys):
+    """``system = "FILE.toml"`` at the top of a run config reaches every stage."""
+    _, toml = user_chain
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'system = "{toml}"\nseed = 3\n[simulate]\nstates = ["left"]\nsteps = 40\nreport-interval = 10\n'
+                   "[train]\nsteps = 5\nbatch-size = 16\nhidden = 16\ndepth = 1\ndevice = \"cpu\"\n")
+    run(["run", "--config", str(cfg), "--run-dir", str(tmp_path / "all")], capsys)
+    sim = json.loads((tmp_path / "all" / "simulate" / "manifest.json").read_text())
+    train = json.loads((tmp_path / "all" / "train" / "manifest.json").read_text())
+    assert sim["inputs"]["system"]["name"] == train["inputs"]["system"]["name"] == "my_dipeptide"

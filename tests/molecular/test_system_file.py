@@ -228,3 +228,16 @@ def test_chignolin_states_by_calpha_rmsd(tmp_path):
     ref = mdtraj.load(str(CHIG / "folded.pdb"))
     ca = ref.topology.select("name CA")
     assert rmsd[1] == pytest.approx(mdtraj.rmsd(traj[1], ref, atom_indices=ca)[0], abs=1e-4)
+
+
+def test_path_cv_exports_never_hold_solvent(water, tmp_path):
+    from tps_diffusion.handoff import write_plumed_path
+
+    s, *_ = water
+    path = s.to_trajectory(np.stack([s.state_positions["C5"], s.state_positions["C7ax"]] * 2))
+    with pytest.warns(RuntimeWarning, match=r"dropped \d+ water/ion atoms"):
+        out = write_plumed_path(path, tmp_path / "p", n_frames=3, atom_indices=np.arange(40))
+    ref = mdtraj.load(str(out["pdb"]))
+    assert ref.n_atoms == 22 and not any(r.is_water for r in ref.topology.residues)
+    out = write_plumed_path(path, tmp_path / "q", n_frames=3)  # default: the solute
+    assert mdtraj.load(str(out["pdb"])).n_atoms == 22

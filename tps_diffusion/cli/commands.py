@@ -159,7 +159,9 @@ def cmd_train(args, run: Run) -> None:
         raise
     run.output("checkpoint", ckpt)
     feat = model.featurizer
+    assigned = system.assign_states(traj)
     run.results = {"n_samples": traj.n_frames, "n_features": feat.n_features, "n_selected_atoms": feat.n_selected,
+                   "frames_per_state": {name or "none": int(np.sum(assigned == name)) for name in [*system.states, ""]},
                    "feature_scale_nm": feat.scale, "train_seconds": model.train_seconds,
                    "train_config": vars(model.train_config), "model_config": model.denoiser.config.to_dict()}
     say(args, f"train: {traj.n_frames} samples x {feat.n_features} features -> {ckpt}")
@@ -256,6 +258,8 @@ def cmd_sample(args, run: Run) -> None:
     run.output("energies", npz)
 
     end_label = geo.labels.get("end", geo.end().label)
+    if end_label not in system.states and geo.end().positions is not None:  # an end given as a file: its state
+        end_label = system.assign_states(system.to_trajectory(geo.end().positions))[0] or end_label
     reached = system.states[end_label].contains(ps.final_frames()).tolist() if end_label in system.states else None
     max_e = ps.max_energy()
     frames_per_path = ps.trajectories[0].n_frames

@@ -14,6 +14,7 @@ import mdtraj
 import numpy as np
 
 from ..molecular.limits import as_count, check_frame_memory, nonfinite_frames
+from ..molecular.solvent import is_solvent
 from ..molecular.superpose import kabsch_rotation, superposed_msd
 
 __all__ = ["resolve_atom_indices", "consecutive_rmsd", "equally_spaced_frames", "check_path", "check_n_frames",
@@ -57,7 +58,8 @@ def resolve_atom_indices(traj: mdtraj.Trajectory, atom_indices=None) -> np.ndarr
     traj : mdtraj.Trajectory
         The trajectory the indices refer to.
     atom_indices : array_like of int, shape (m,), or None
-        0-based atom indices; None means all ``traj.n_atoms`` atoms.
+        0-based atom indices; None means all solute atoms (water and ions are never part of a path CV:
+        selected ones are dropped with a warning).
 
     Returns
     -------
@@ -70,7 +72,7 @@ def resolve_atom_indices(traj: mdtraj.Trajectory, atom_indices=None) -> np.ndarr
         If the indices are empty, out of range or contain duplicates.
     """
     if atom_indices is None:
-        return np.arange(traj.n_atoms)
+        return solute_atoms(traj.topology)
     raw = np.asarray(atom_indices)
     if raw.dtype == bool or raw.dtype.kind not in "iu" and not (raw.dtype.kind == "f" and np.all(raw == np.round(raw))):
         raise ValueError(f"atom_indices must be integers (0-based atom indices); got {raw.dtype} values")
@@ -81,7 +83,19 @@ def resolve_atom_indices(traj: mdtraj.Trajectory, atom_indices=None) -> np.ndarr
         raise ValueError(f"atom_indices out of range for a trajectory with {traj.n_atoms} atoms")
     if np.unique(idx).size != idx.size:
         raise ValueError("atom_indices contains duplicates")
+    solute = np.isin(idx, solute_atoms(traj.topology))
+    if not solute.all():
+        if not solute.any():
+            raise ValueError("atom_indices select only water or ions; select solute atoms (e.g. 'heavy')")
+        warnings.warn(f"dropped {int((~solute).sum())} water/ion atoms from the selection: path CVs and images hold "
+                      "solute atoms only", RuntimeWarning, stacklevel=3)
+        idx = idx[solute]
     return idx
+
+
+def solute_atoms(topology: mdtraj.Topology) -> np.ndarray:
+    """Indices of the atoms that are not water or monatomic ions ``(n,)`` (all atoms when there is no solvent)."""
+    return np.asarray([a.index for r in topology.residues if not is_solvent(r) for a in r.atoms], dtype=int)
 
 
 def consecutive_rmsd(traj: mdtraj.Trajectory, atom_indices=None) -> np.ndarray:

@@ -241,7 +241,7 @@ class MolecularModel:
                 raise ValueError(
                     f"endpoint {label!r} lies outside the training data (nearest training sample {d:.2f} model units "
                     f"away, {d / q:.1f}x the data's nearest-neighbour spacing {q:.2f}): add MD samples around this "
-                    f"structure (e.g. run_md from it) and retrain, or pass check=False")
+                    f"structure (e.g. run_md from it) and retrain, or pass check=False (command line: --no-check)")
         return torch.as_tensor(x, dtype=torch.float64)
 
 

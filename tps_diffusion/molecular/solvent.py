@@ -84,11 +84,12 @@ class Solvent:
         return "vacuum"
 
 
-def is_solvent(residue: app.topology.Residue) -> bool:
-    """True for water and monatomic ions (the atoms never in a model or an export by default)."""
+def is_solvent(residue) -> bool:
+    """True for water and monatomic ions (the atoms never in a model or an export by default);
+    ``residue``: an OpenMM or mdtraj residue."""
     if residue.name.upper() in _WATER_NAMES:
         return True
-    atoms = list(residue.atoms())
+    atoms = list(residue.atoms() if callable(residue.atoms) else residue.atoms)
     return len(atoms) == 1 and atoms[0].element is not None and atoms[0].element.symbol in _ION_ELEMENTS
 
 
