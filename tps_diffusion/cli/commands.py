@@ -79,6 +79,10 @@ def cmd_bench(args, argv) -> None:
         if "n_paths" not in params:
             raise ValueError(f"--paths does not apply to bench {args.benchmark}")
         kw["n_paths"] = args.paths
+    if getattr(args, "solvent", None) is not None:
+        if "solvent" not in params:
+            raise ValueError(f"--solvent does not apply to bench {args.benchmark}")
+        kw["solvent"] = args.solvent
     mod.run(**{k: v for k, v in kw.items() if k in params})
     say(args, f"bench {args.benchmark}: wrote {args.out}")
 

@@ -19,7 +19,7 @@ from ..molecular.model import MOLECULAR_TRAINING
 from .rundir import PROG
 
 STAGES = ("simulate", "train", "geodesic", "sample", "export", "analyze")
-BENCHMARKS = ("aldp2d", "aldp", "kernel")
+BENCHMARKS = ("aldp2d", "aldp", "chignolin", "kernel")
 
 #: library defaults quoted in --help
 TRAIN_DEFAULTS = {**asdict(TrainConfig()), **MOLECULAR_TRAINING["train"], **MOLECULAR_TRAINING["model"]}
@@ -157,12 +157,16 @@ def build_parser() -> argparse.ArgumentParser:
     # ----- bench
     p = add("bench", "run a benchmark and write a JSON report",
             "Benchmarks: aldp2d (2-D alanine dipeptide surface, Table 1), aldp (all-atom alanine dipeptide under "
-            "OpenMM), kernel (throughput of the geodesic energy and samplers). Energies in the reports: kT for aldp2d, "
-            "kJ/mol for aldp; times in s.")
+            "OpenMM), chignolin (unfolded -> folded in implicit water, scored with the TPS-DPS protocol), kernel "
+            "(throughput of the geodesic energy and samplers). Energies in the reports: kT for aldp2d, kJ/mol for aldp "
+            "and chignolin; times in s.")
     p.add_argument("benchmark", choices=BENCHMARKS, help="which benchmark")
     p.add_argument("--out", type=Path, required=True, metavar="JSON", help="report file (figures go next to it)")
     p.add_argument("--paths", type=int, metavar="N",
-                   help="transition paths per mode (aldp2d, aldp; default: the recipe's)")
+                   help="transition paths per mode (aldp2d, aldp) or per method (chignolin); default: the recipe's")
+    p.add_argument("--solvent", choices=("gbn2", "obc2"),
+                   help="chignolin: implicit water model (default gbn2, as published; obc2 is several times faster on "
+                        "a CPU)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--quick", action="store_true", help="reduced recipe (minutes on a CPU)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device")
