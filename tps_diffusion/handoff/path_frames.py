@@ -14,7 +14,7 @@ import mdtraj
 import numpy as np
 
 from ..molecular.limits import as_count, check_frame_memory, nonfinite_frames
-from ..molecular.solvent import is_solvent
+from ..molecular.solvent import solute_atoms
 from ..molecular.superpose import kabsch_rotation, superposed_msd
 
 __all__ = ["resolve_atom_indices", "consecutive_rmsd", "equally_spaced_frames", "check_path", "check_n_frames",
@@ -91,11 +91,6 @@ def resolve_atom_indices(traj: mdtraj.Trajectory, atom_indices=None) -> np.ndarr
                       "solute atoms only", RuntimeWarning, stacklevel=3)
         idx = idx[solute]
     return idx
-
-
-def solute_atoms(topology: mdtraj.Topology) -> np.ndarray:
-    """Indices of the atoms that are not water or monatomic ions ``(n,)`` (all atoms when there is no solvent)."""
-    return np.asarray([a.index for r in topology.residues if not is_solvent(r) for a in r.atoms], dtype=int)
 
 
 def consecutive_rmsd(traj: mdtraj.Trajectory, atom_indices=None) -> np.ndarray:

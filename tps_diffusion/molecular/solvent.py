@@ -13,7 +13,8 @@ import openmm
 import openmm.app as app
 import openmm.unit as unit
 
-__all__ = ["Solvent", "IMPLICIT_MODELS", "WATER_MODELS", "is_solvent", "solvate", "obc2_parameters", "add_obc2"]
+__all__ = ["Solvent", "IMPLICIT_MODELS", "WATER_MODELS", "is_solvent", "solute_atoms", "solvate", "obc2_parameters",
+           "add_obc2"]
 
 #: Implicit-solvent models by name: ``obc2`` is the native GBSAOBCForce (fast); the others are
 #: OpenMM's CustomGBForce XML files (any other ``implicit/*.xml`` or file path is accepted too).
@@ -91,6 +92,13 @@ def is_solvent(residue) -> bool:
         return True
     atoms = list(residue.atoms() if callable(residue.atoms) else residue.atoms)
     return len(atoms) == 1 and atoms[0].element is not None and atoms[0].element.symbol in _ION_ELEMENTS
+
+
+def solute_atoms(topology) -> np.ndarray:
+    """Indices ``(n,)`` of the atoms not in water or monatomic ions (an OpenMM or mdtraj Topology)."""
+    residues = topology.residues() if callable(topology.residues) else topology.residues
+    return np.asarray([a.index for r in residues if not is_solvent(r)
+                       for a in (r.atoms() if callable(r.atoms) else r.atoms)], dtype=int)
 
 
 def solvate(topology: app.Topology, positions: np.ndarray, forcefield: app.ForceField, solvent: Solvent,

@@ -23,9 +23,10 @@ import mdtraj
 import numpy as np
 
 from ..utils.angles import wrap
+from .superpose import superposed_msd
 from .topology import as_md_topology, as_positions
 
-__all__ = ["CollectiveVariable", "Dihedral", "Angle", "Distance", "RMSD", "kabsch_rmsd", "StateDefinition", "State",
+__all__ = ["CollectiveVariable", "Dihedral", "Angle", "Distance", "RMSD", "StateDefinition", "State",
            "Region", "cv_from_dict", "state_from_dict"]
 
 _TWO_PI = 2 * math.pi
@@ -274,7 +275,7 @@ class RMSD(CollectiveVariable):
         """RMSD ``(n_frames,)`` in nm after optimal superposition of each frame onto the reference."""
         idx = self.atom_indices(traj.topology)
         ref = self.reference_xyz[self.reference_indices(traj.topology)]
-        return kabsch_rmsd(np.asarray(traj.xyz, dtype=np.float64)[:, idx], ref)
+        return np.sqrt(np.maximum(superposed_msd(np.asarray(traj.xyz, dtype=np.float64)[:, idx], ref), 0.0))
 
     def to_dict(self) -> dict:
         return {"type": "RMSD", "name": self.name, "selection": self.selection,
@@ -288,35 +289,6 @@ class RMSD(CollectiveVariable):
 def _element(atom) -> str | None:
     el = getattr(atom, "element", None)
     return getattr(el, "symbol", None) if el is not None else None
-
-
-def kabsch_rmsd(xyz, reference) -> np.ndarray:
-    """Minimum RMSD over rigid motions of each frame of ``xyz`` to ``reference``.
-
-    Parameters
-    ----------
-    xyz : array (n_frames, n_atoms, 3)
-        Positions, nm.
-    reference : array (n_atoms, 3)
-        Reference positions, nm.
-
-    Returns
-    -------
-    ndarray (n_frames,)
-        RMSD in nm, float64 (proper rotations only, no reflections).
-    """
-    x = np.asarray(xyz, dtype=np.float64)
-    y = np.asarray(reference, dtype=np.float64)
-    x = x - x.mean(axis=1, keepdims=True)
-    y = y - y.mean(axis=0)
-    h = np.einsum("fni,nj->fij", x, y)  # (F, 3, 3)
-    u, _, vt = np.linalg.svd(h)
-    d = np.sign(np.linalg.det(u @ vt))
-    d[d == 0] = 1.0
-    u[:, :, 2] *= d[:, None]
-    rot = u @ vt  # x @ rot ~ y
-    diff = np.einsum("fni,fij->fnj", x, rot) - y
-    return np.sqrt((diff**2).sum(axis=(1, 2)) / x.shape[1])
 
 
 def _consistent_depth(raw: np.ndarray, inside: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ import openmm.unit as unit
 
 from ._openmm import default_platform, get_platform, in_units
 from .limits import openmm_errors
-from .solvent import Solvent, is_solvent
+from .solvent import Solvent, solute_atoms
 from .states import CollectiveVariable, Dihedral, StateDefinition
 from .structure import ForceFieldSettings, Structure, parametrise, read_structure
 from .topology import as_positions
@@ -179,7 +179,7 @@ class MolecularSystem:
     @property
     def solute_indices(self) -> np.ndarray:
         """Indices of the atoms that are not water or ions ``(n_solute,)``."""
-        return np.array([a.index for r in self.topology.residues() if not is_solvent(r) for a in r.atoms()], dtype=int)
+        return solute_atoms(self.topology)
 
     @property
     def box(self) -> np.ndarray | None:
