@@ -37,9 +37,10 @@ def plot_surface(grid_values: np.ndarray, axes: tuple[np.ndarray, np.ndarray], a
 
 def plot_paths(paths: np.ndarray, ax=None, n_show: int = 20, periodic: bool = True, color: str = "white",
                alpha: float = 0.35, **kwargs) -> plt.Axes:
-    """Draw up to ``n_show`` paths ``(P, T, 2)``; periodic jumps (wrap-arounds) are not joined."""
+    """Draw up to ``n_show`` paths ``(P, T, 2)`` (or a sequence of ``(T_i, 2)`` of different lengths);
+    periodic jumps (wrap-arounds) are not joined."""
     ax = _axes(ax)
-    for path in np.asarray(paths)[:n_show]:
+    for path in list(paths)[:n_show]:
         path = np.array(path, dtype=float)
         if periodic:
             path = unwrap_for_plot(path)
@@ -90,14 +91,15 @@ def plot_committor(result: CommittorResult, ax=None, x=None, **errorbar_kwargs) 
 
 
 def plot_cv_paths(system, trajectories, ax=None, n_show: int = 50) -> plt.Axes:
-    """Paths in the plane of the system's first two collective variables (e.g. phi/psi in rad),
-    with the states on those CVs drawn as dashed circles; hides ``ax`` when there are fewer than two CVs."""
+    """Paths (trajectories of any lengths; the first ``n_show``) in the plane of the system's first two
+    collective variables (e.g. phi/psi in rad), with the states on those CVs drawn as dashed circles;
+    hides ``ax`` when there are fewer than two CVs."""
     ax = _axes(ax)
     cvs = list(system.cvs.values())[:2]
     if len(cvs) < 2:
         ax.set_visible(False)
         return ax
-    values = np.stack([np.stack([cv.compute(t) for cv in cvs], -1) for t in trajectories])
+    values = [np.stack([cv.compute(t) for cv in cvs], -1) for t in list(trajectories)[:n_show]]
     periodic = all(cv.periodic for cv in cvs)
     plot_paths(values, ax=ax, n_show=n_show, periodic=periodic, color="C0", alpha=0.5)
     for s in system.states.values():

@@ -24,6 +24,14 @@ def test_quick_benchmark_writes_outputs(tmp_path):
     assert saved["energy_evals_sampling"] == r["n_paths"] * r["n_points"] * r["steps_per_point"]
     assert saved["energy_evals_md_data"] == len(r["md_starts"]) * r["md_runs_per_start"] * r["md_steps"]
     assert saved["md_data"]["recipe"]["temperature_K"] == 300.0 and {"torch", "openmm"} <= set(saved["versions"])
+    sh = saved["shooting"]  # two-way shooting from the first paths' highest-energy frames
+    assert sh["state_a"] == "C5+C7eq" and sh["n_frames"] <= r["shoot_paths"] * r["shoot_per_path"]
+    assert sh["n_shots"] == sh["n_frames"] * r["shoot_shots"] and 0 <= sh["n_reactive"] <= sh["n_shots"]
+    assert sh["reactive_fraction"] == pytest.approx(sh["n_reactive"] / sh["n_shots"])
+    assert sh["energy_evals_generation"] == sh["n_paths"] * r["n_points"] * r["steps_per_point"]
+    assert sh["energy_evals_reactive_total"] == sh["energy_evals_generation"] + sh["energy_evals_shots"] > 0
+    assert sum(sh["frame_p_B_histogram"]["counts"]) == sh["n_frames"]
+    assert (sh["mean_path_ps"] is None) == (sh["n_reactive"] == 0) and "tps" in sh and "tse_check" in sh
     files = output_paths(out)
     assert all(f.is_file() for f in files.values())
     traj = mdtraj.load(str(files["dcd"]), top=str(files["pdb"]))

@@ -61,6 +61,7 @@ UNITS = {
     "sample": ["K", "ps", "1/ps", "kJ/mol", "rad"],
     "export": ["nm", "Angstrom", "nm^-2", "K", "ps", "1/ps"],
     "analyze": ["K", "ps", "1/ps", "nm"],
+    "shoot": ["K", "ps", "1/ps", "nm", "kJ/mol"],
     "run": ["units"],
     "bench": ["kJ/mol", "kT"],
 }
@@ -97,7 +98,7 @@ def test_installed_console_script_help():
     cmd = [str(exe)] if exe.exists() else ["tps-diffusion"]
     out = subprocess.run([*cmd, "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    for command in ("bench", "simulate", "train", "geodesic", "sample", "export", "analyze", "run"):
+    for command in ("bench", "simulate", "train", "geodesic", "sample", "shoot", "export", "analyze", "run"):
         assert command in out.stdout
 
 
@@ -270,12 +271,18 @@ def test_run_config(tmp_path, capsys):
         '[train]\nsteps = 20\nbatch_size = 64\nhidden = 16\ndepth = 1\ndevice = "cpu"\n'
         '[geodesic]\nstart = "C5"\nend = "C7ax"\npoints = 6\nsteps = 3\ndevice = "cpu"\n'
         '[sample]\npaths = 1\nsteps-per-point = 2\n'
+        # the tiny path stays near C5: shots from it between C7eq and C7ax end undecided after 20 steps
+        '[shoot]\nstate-a = ["C7eq"]\nstate-b = ["C7ax"]\nper-path = 1\nshots = 1\nmax-ps = 0.02\n'
         '[export]\nplumed = "plumed"\nframes = 4\n'
     )
     run_dir = tmp_path / "run"
     run_ok(["run", "--config", str(config), "--run-dir", str(run_dir)])
     m = check_manifest(run_dir, "run")
-    assert [s["stage"] for s in m["results"]["stages"]] == ["simulate", "train", "geodesic", "sample", "export"]
+    assert [s["stage"] for s in m["results"]["stages"]] == ["simulate", "train", "geodesic", "sample", "shoot",
+                                                            "export"]
+    shoot = manifest(run_dir / "shoot")
+    assert shoot["inputs"]["paths"]["path"] == str((run_dir / "sample" / "paths.dcd").resolve())
+    assert shoot["results"]["n_shots"] == 1 and (run_dir / "shoot" / "shooting.json").is_file()
     assert m["inputs"]["config"]["sha256"] == sha(config)
     assert manifest(run_dir / "train")["settings"]["seed"] == 3  # top-level keys reach every stage
     assert (manifest(run_dir / "train")["inputs"]["data"][0]["path"]

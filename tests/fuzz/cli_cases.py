@@ -98,6 +98,12 @@ CASES: list[tuple[str, list[str], str]] = [
     ("analyze max-steps 0", ["analyze", *PATHS, "--max-steps", "0"], "error"),
     ("analyze tse-tol 2", ["analyze", *PATHS, "--tse-tol", "2"], "error"),
     ("analyze unknown state", ["analyze", *PATHS, "--state-a", "bogus", "--shots", "1"], "error"),
+    # shoot
+    ("shoot shots 0", ["shoot", "--paths", "{sample}", "--shots", "0"], "error"),
+    ("shoot max-ps 0", ["shoot", "--paths", "{sample}", "--max-ps", "0"], "error"),
+    ("shoot unknown state", ["shoot", "--paths", "{sample}", "--state-a", "bogus"], "error"),
+    ("shoot same state A and B", ["shoot", "--paths", "{sample}", "--state-a", "C7ax"], "error"),
+    ("shoot paths of simulate", ["shoot", "--paths", "{sim}/samples.dcd"], "error"),
     # run, bench, verify
     ("run missing config", ["run", "--config", "{tmp}/missing.toml"], "error"),
     ("run unknown key set to false", ["run", "--config", "{config_unknown_false}"], "error"),

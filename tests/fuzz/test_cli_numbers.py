@@ -15,7 +15,7 @@ PARSER = build_parser()
 BASE = {
     "simulate": [], "train": ["--data", "x.h5"], "geodesic": ["--model", "m.pt", "--start", "C5", "--end", "C7ax"],
     "sample": ["--geodesic", "g.npz"], "export": ["--paths", "p.dcd", "--plumed"], "analyze": ["--paths", "p.dcd"],
-    "bench": ["aldp2d", "--out", "r.json"],
+    "shoot": ["--paths", "p.dcd"], "bench": ["aldp2d", "--out", "r.json"],
 }
 
 NUMERIC = sorted({(command, action.option_strings[-1], action.type.__name__)

@@ -1,9 +1,7 @@
-"""Committor analysis against independent truth: a particle in a symmetric double well.
+"""Committor analysis against independent truth: a particle in a symmetric double well (double_well.py).
 
-One particle (10 amu) in U = Eb*((x/a)^2 - 1)^2 + k/2 (y^2 + z^2), states A: x < -a/2 and
-B: x > a/2. Truths: p_B(0) = 1/2 and p_B(x) + p_B(-x) = 1 by symmetry; near A/B p_B -> 0/1; and
-in the high-friction limit p_B(x) is the 1-D overdamped committor
-``int_{-a/2}^{x} exp(U/kT) / int_{-a/2}^{a/2} exp(U/kT)`` (computed here by quadrature).
+States A: x < -a/2 and B: x > a/2. Truths: p_B(0) = 1/2 and p_B(x) + p_B(-x) = 1 by symmetry; near
+A/B p_B -> 0/1; and in the high-friction limit p_B(x) is the 1-D overdamped committor.
 """
 
 from __future__ import annotations
@@ -15,8 +13,8 @@ import matplotlib
 matplotlib.use("Agg")
 
 import numpy as np
-import openmm
 import pytest
+from double_well import T, configs, double_well_system, in_A, in_B, overdamped_committor
 
 from tps_diffusion.molecular.committor import (
     OUTCOME_A,
@@ -29,45 +27,6 @@ from tps_diffusion.molecular.committor import (
 )
 from tps_diffusion.molecular.dynamics import Dynamics
 from tps_diffusion.plotting import plot_committor
-
-A_NM = 0.1  # well positions +-a (nm)
-EB = 12.5  # barrier (kJ/mol), ~5 kT at 300 K
-K_YZ = 2000.0  # kJ/mol/nm^2
-T = 300.0
-KT = 0.0083144626 * T
-
-
-def double_well_system() -> openmm.System:
-    system = openmm.System()
-    system.addParticle(10.0)
-    force = openmm.CustomExternalForce("eb*((x/a)^2-1)^2 + 0.5*kyz*(y^2+z^2)")
-    for name, value in (("eb", EB), ("a", A_NM), ("kyz", K_YZ)):
-        force.addGlobalParameter(name, value)
-    force.addParticle(0, [])
-    system.addForce(force)
-    return system
-
-
-def in_A(pos):
-    return pos[:, 0, 0] < -A_NM / 2
-
-
-def in_B(pos):
-    return pos[:, 0, 0] > A_NM / 2
-
-
-def configs(xs) -> np.ndarray:
-    pos = np.zeros((len(xs), 1, 3))
-    pos[:, 0, 0] = xs
-    return pos
-
-
-def overdamped_committor(x: float) -> float:
-    grid = np.linspace(-A_NM / 2, A_NM / 2, 20001)
-    w = np.exp(EB * ((grid / A_NM) ** 2 - 1) ** 2 / KT)
-    c = np.concatenate([[0.0], np.cumsum(0.5 * (w[1:] + w[:-1]))])
-    return float(np.interp(x, grid, c / c[-1]))
-
 
 # ------------------------------------------------------------------------------- Wilson
 

@@ -26,6 +26,12 @@ barrier) arrives with phi near +pi. ``crossing_near_phi0_fraction`` counts cross
 phi < pi/2 among paths that have one. ``crossing_relaxed_energy_*``: the crossing frames
 minimised with (phi, psi) held fixed, i.e. the adiabatic energy where the paths cross, to compare
 with the lowest relaxed barrier (~33.9 kJ/mol at phi ~ 0).
+
+Shooting (report section ``shooting``, :mod:`tps_diffusion.bench.aldp_shooting`): two-way shots
+under the unbiased force field from the highest-energy frames of the first ``shoot_paths``
+generated paths give unbiased reactive trajectories (C5 + C7eq -> C7ax): the reactive fraction,
+the committor histogram of the transition-state ensemble, the unbiased crossings and their relaxed
+energy, the transition path time and the cost; optionally a few TPS moves per trajectory.
 """
 
 
@@ -52,10 +58,12 @@ from ..molecular.geodesic import molecular_geodesic
 from ..molecular.md import run_md
 from ..molecular.model import train_on_samples
 from ..molecular.paths import path_targets
+from ..molecular.shooting import in_states
 from ..plotting import plot_log_snr, plot_paths, save_figure
 from ..utils.files import check_writable, write_json
 from ..utils.provenance import versions
 from .aldp_paths import END, START, crossing_analysis, dihedrals, mode_entry, sample_mode, target_dihedrals
+from .aldp_shooting import join_frames, shooting_section
 
 __all__ = ["Recipe", "check_recipe", "crossing_analysis", "output_paths", "run"]
 
@@ -113,6 +121,18 @@ class Recipe:
     write_paths: int = 50  # paths written to the DCD (all frames / write_stride)
     write_stride: int = 4
     plot_paths: int = 30
+    # two-way shooting from the main mode's paths (tps_diffusion.bench.aldp_shooting)
+    shoot_paths: int = 100  # the first paths of the main mode
+    shoot_state_a: tuple[str, ...] = ("C5", "C7eq")  # the phi < 0 basins (see aldp_shooting)
+    shoot_state_b: tuple[str, ...] = ("C7ax",)
+    shoot_per_path: int = 5  # the highest-energy frame between A and B and 4 around it
+    shoot_shots: int = 4  # two-way shots per frame (8 committor shots per frame)
+    shoot_max_ps: float = 10.0  # a half still in neither state after this is undecided
+    shoot_check_interval: int = 10  # steps between state tests = frame spacing of the trajectories
+    shoot_tps_moves: int = 2  # TPS moves per reactive trajectory (0: none)
+    shoot_tse_tol: float = 0.1  # TSE: |p_B - 1/2| < tol
+    tse_check_frames: int = 50  # TSE frames given independent committor shots
+    tse_check_shots: int = 20
 
     @classmethod
     def quick(cls) -> "Recipe":
@@ -120,7 +140,8 @@ class Recipe:
         return cls(md_runs_per_start=2, md_steps=10_000, hidden=64, depth=3, train_steps=400, batch_size=256,
                    n_points=24, geodesic_steps=40, steps_per_point=12, mode_steps_per_point={}, n_paths=8,
                    n_paths_other_modes=4, n_workers=1, chunk_paths=8, baseline_runs=2, baseline_equilibration=100,
-                   write_paths=4, write_stride=2, plot_paths=8, n_relaxed=4)
+                   write_paths=4, write_stride=2, plot_paths=8, n_relaxed=4, shoot_paths=4, shoot_per_path=2,
+                   shoot_shots=1, shoot_max_ps=2.0, shoot_tps_moves=1, tse_check_frames=2, tse_check_shots=4)
 
     def k_of(self, mode: str) -> int:
         """Steps per curve point (K) used for ``mode``."""
@@ -157,6 +178,13 @@ def check_recipe(recipe: Recipe) -> None:
         "write_paths": (1, "write at least one path to the DCD"),
         "write_stride": (1, "write every N >= 1 frames"),
         "plot_paths": (0, "plot 0 or more paths"),
+        "shoot_paths": (0, "shoot from 0 (no shooting) or more paths"),
+        "shoot_per_path": (1, "shoot from at least one frame per path"),
+        "shoot_shots": (1, "make at least one two-way shot per frame"),
+        "shoot_check_interval": (1, "test for the states every N >= 1 steps"),
+        "shoot_tps_moves": (0, "use 0 or more TPS moves"),
+        "tse_check_frames": (0, "check 0 or more TSE frames"),
+        "tse_check_shots": (1, "make at least one committor shot per TSE frame"),
     }
     for name, (minimum, fix) in counts.items():
         check_int(getattr(recipe, name), f"Recipe.{name}", minimum, fix)
@@ -166,12 +194,14 @@ def check_recipe(recipe: Recipe) -> None:
     for mode, k in recipe.mode_steps_per_point.items():
         check_int(k, f"Recipe.mode_steps_per_point[{mode!r}]", 1, "run at least one Langevin step per curve point")
     positive = {"md_temperature": "K", "md_timestep": "ps", "temperature": "K", "timestep": "ps",
-                "sigma_data": "model units", "hit_radius": "rad"}
+                "sigma_data": "model units", "hit_radius": "rad", "shoot_max_ps": "ps"}
     for name, unit in positive.items():
         check_real(getattr(recipe, name), f"Recipe.{name}", low=0.0, low_open=True,
                    fix=f"use a positive value ({unit})")
     for name in ("md_friction", "friction"):
         check_real(getattr(recipe, name), f"Recipe.{name}", low=0.0, fix="use a friction >= 0 (1/ps), e.g. 1")
+    check_real(recipe.shoot_tse_tol, "Recipe.shoot_tse_tol", low=0.0, high=0.5, low_open=True,
+               fix="use a tolerance in (0, 0.5], e.g. 0.1")
     check_lam(recipe.avoid_lam, "Recipe.avoid_lam")
     TrainConfig(steps=recipe.train_steps, batch_size=recipe.batch_size, lr=recipe.lr, lam_sampling=recipe.lam_sampling)
     for mode in (recipe.mode, *recipe.other_modes):
@@ -212,6 +242,7 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
     dev = resolve_device(device)
     torch.manual_seed(seed)
     system = alanine_dipeptide(temperature=recipe.temperature)
+    in_states(system, *recipe.shoot_state_a, *recipe.shoot_state_b)  # unknown state names fail here, before MD
     e0 = float(system.potential_energy(system.positions_of(START)))
 
     # 1. MD samples in the basins
@@ -263,7 +294,7 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
         n = recipe.n_paths if i == 0 else recipe.n_paths_other_modes
         k = recipe.k_of(mode)
         s = sample_mode(system, model, geo, recipe, n, k, seed + 1 + i, e0, recipe.write_paths if i == 0 else 0,
-                        recipe.plot_paths, progress)
+                        recipe.plot_paths, progress, n_shoot=min(recipe.shoot_paths, n) if i == 0 else 0)
         results[mode] = mode_entry(s, geo, geo_seconds, n, system, model, recipe.timestep, k)
         samples[mode], geos[mode] = s, geo
 
@@ -275,6 +306,11 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
     base = run_md(system, START, recipe.frames_per_path, report_interval=1, dynamics=base_dynamics,
                   n_runs_per_start=recipe.baseline_runs, n_equilibration=recipe.baseline_equilibration, progress=False)
     base_max = base.potential_energy.reshape(recipe.baseline_runs, -1).max(1) - e0
+
+    # two-way shooting from the main mode's paths
+    frames = join_frames(samples[recipe.mode]["shoot_frames"])
+    shooting = None if frames is None else shooting_section(
+        system, frames, recipe, min(recipe.shoot_paths, recipe.n_paths), seed + 7, e0, progress)
 
     # 5. outputs
     kept = samples[recipe.mode]["kept"]
@@ -329,6 +365,7 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
         "model": {"dim": model.dim, "n_selected_atoms": feat.n_selected, "feature_scale_nm": feat.scale,
                   "endpoint_nn_q99": model.endpoint_check.nn_q99},
         "modes": results,
+        "shooting": shooting,
         "outputs": {"json": out.name, "png": files["png"].name, "dcd": files["dcd"].name, "pdb": files["pdb"].name,
                     "paths_written": len(kept), "frame_stride": recipe.write_stride,
                     "frames_per_written_path": int(kept[0].n_frames) if kept else 0,

@@ -2,7 +2,8 @@
 
 :func:`sample_mode` samples annealed Langevin paths along one geodesic in chunks and reduces
 each chunk to what the report needs (MaxEnergy, hits, final and crossing dihedrals, state
-visits, relaxed crossing energies, a few tracks and trajectories); :func:`mode_entry` turns
+visits, relaxed crossing energies, a few tracks and trajectories, the frames to shoot from for
+:mod:`tps_diffusion.bench.aldp_shooting`); :func:`mode_entry` turns
 that into the JSON entry of the mode. :func:`crossing_analysis` finds where each path first
 reaches phi > 0 after leaving the start state (see :mod:`tps_diffusion.bench.aldp`).
 """
@@ -17,6 +18,7 @@ import numpy as np
 from ..molecular.catalogue import ALDP_STATE_RADIUS
 from ..molecular.dynamics import Dynamics
 from ..molecular.paths import path_targets, sample_molecular_paths
+from ..molecular.shooting import NoShootingFrames, ShootingFrames, in_states, shooting_frames
 from ..molecular.system import minimize_with_fixed_torsions
 from ..utils.angles import wrap
 
@@ -63,12 +65,16 @@ def target_dihedrals(system, feat, targets: np.ndarray) -> tuple[np.ndarray, np.
 
 
 def sample_mode(system, model, geo, recipe: Recipe, n_paths: int, steps_per_point: int, seed: int, e0: float,
-                keep_traj: int, n_plot: int, progress: bool) -> dict:
-    """Sample ``n_paths`` in chunks; reduce each chunk to the statistics (bounded memory)."""
+                keep_traj: int, n_plot: int, progress: bool, n_shoot: int = 0) -> dict:
+    """Sample ``n_paths`` in chunks; reduce each chunk to the statistics (bounded memory). The
+    shooting frames of the first ``n_shoot`` paths (:func:`~tps_diffusion.molecular.shooting.
+    shooting_frames`, ``recipe.shoot_per_path`` per path) are kept as ``"shoot_frames"``."""
     centre = system.states[START].centre
     target = system.states[END]
     max_e, hit, fin, cross, visits = [], [], [], [], []
     plot_tracks, kept, cross_xyz, seconds, n_force, n_energy = [], [], [], 0.0, 0, 0
+    in_a, in_b = in_states(system, *recipe.shoot_state_a), in_states(system, *recipe.shoot_state_b)
+    shoot_parts = []
     done, chunk = 0, 0
     while done < n_paths:
         n = min(recipe.chunk_paths, n_paths - done)
@@ -94,6 +100,14 @@ def sample_mode(system, model, geo, recipe: Recipe, n_paths: int, steps_per_poin
                 plot_tracks.append(np.stack([phi[i], psi[i]], 1).astype(np.float32))
             if len(kept) < keep_traj:
                 kept.append(ps[i][recipe.write_stride - 1::recipe.write_stride])
+        if done < n_shoot:
+            try:
+                f = shooting_frames(ps, in_a, in_b, per_path=recipe.shoot_per_path)
+            except NoShootingFrames:  # no path of this chunk leaves A: nothing to shoot from
+                f = None
+            if f is not None:
+                keep = np.flatnonzero(f.path < n_shoot - done)
+                shoot_parts.append(ShootingFrames(f.trajectory[keep], f.path[keep] + done, f.frame[keep]))
         done += n
         chunk += 1
         del ps, joined
@@ -107,7 +121,7 @@ def sample_mode(system, model, geo, recipe: Recipe, n_paths: int, steps_per_poin
     return {"max_e": max_e, "hit": hit, "final": fin, "crossing": cr, "has_crossing": has, "visit": visit,
             "tracks": plot_tracks,
             "relaxed": relaxed,
-            "kept": kept, "seconds": seconds, "n_force": n_force, "n_energy": n_energy}
+            "kept": kept, "seconds": seconds, "n_force": n_force, "n_energy": n_energy, "shoot_frames": shoot_parts}
 
 
 def mode_entry(s: dict, geo, geo_seconds: float, n_paths: int, system, model, timestep: float,

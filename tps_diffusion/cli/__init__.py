@@ -7,9 +7,10 @@ Commands::
     train     denoiser on MD samples                 -> model.pt (resumable)
     geodesic  spacetime geodesic between two states  -> geodesic.npz + geodesic.png
     sample    annealed Langevin paths under OpenMM   -> paths.dcd + paths.pdb + paths.npz/json + paths.png
+    shoot     two-way shooting (and TPS) from paths  -> shooting.json + reactive/*.dcd + committor.json + tse.pdb
     export    PLUMED PATHMSD / string images / OpenMM State XML / OpenPathSampling
     analyze   committor of frames of a path          -> committor.json + committor.png
-    run       simulate -> train -> geodesic -> sample -> export (-> analyze) from one config file
+    run       simulate -> train -> geodesic -> sample (-> shoot) -> export (-> analyze) from one config
     verify    do two run directories hold the same results (content hashes)?
 
 Every command except ``bench`` writes into a run directory (``--run-dir``, default

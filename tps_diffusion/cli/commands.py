@@ -4,7 +4,9 @@ directory (:class:`~tps_diffusion.cli.rundir.Run`). ``bench`` writes a JSON repo
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
+import math
 import os
 import sys
 import warnings
@@ -14,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ..core.training import DiffusionModel
-from ..handoff import write_ops_storage, write_plumed_path, write_state_xml, write_string_images
+from ..handoff import OPS_INSTALL, write_ops_storage, write_plumed_path, write_state_xml, write_string_images
 from ..molecular.committor import committor, transition_state_ensemble
 from ..molecular.dynamics import Dynamics
 from ..molecular.formats import check_writable_trajectory_path, load_samples, write_trajectory
@@ -23,14 +25,29 @@ from ..molecular.limits import check_output_dir
 from ..molecular.md import run_md
 from ..molecular.model import MolecularModel, train_on_samples
 from ..molecular.paths import sample_molecular_paths
+from ..molecular.shooting import CheckpointMismatch, as_state_test, remove_checkpoint, shooting_frames, two_way_shooting
 from ..plotting import plot_committor, plot_cv_paths, plot_log_snr, plot_path_energies, save_figure
 from ..utils.files import atomic_path, write_json
 from ..utils.provenance import jsonable
 from .content import sha256
-from .inputs import atom_selection, load_path, load_system, spec_input, structure, system_info, system_ref
+from .inputs import (
+    atom_selection,
+    load_path,
+    load_pathset,
+    load_system,
+    spec_input,
+    structure,
+    system_info,
+    system_ref,
+)
 from .rundir import MANIFEST, PROG, Run, producer_manifest, read_json
 
 PATHS_FORMAT = "tps_diffusion.paths/1"
+
+#: manifest keys of the files 'shoot' writes (ShootingResult.save), when present
+SHOOT_OUTPUTS = {"summary": "shooting.json", "shots": "shots.json", "committor": "committor.json",
+                 "frames": "frames.dcd", "topology": "topology.pdb", "tse": "tse.pdb", "tps_moves": "tps.json",
+                 "reactive": "reactive", "tps_paths": "tps"}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -295,6 +312,103 @@ def cmd_sample(args, run: Run) -> None:
                    "sampler_settings": ps.settings}
     hits = "" if reached is None else f", {np.mean(reached):.0%} end in {end_label}"
     say(args, f"sample: {ps.n_paths} paths x {frames_per_path} frames{hits} -> {dcd}")
+
+
+def cmd_shoot(args, run: Run) -> None:
+    check_output_dir(run.staging, "the shooting results", "choose another --run-dir")
+    if args.ops and importlib.util.find_spec("openpathsampling") is None:
+        raise ImportError(f"--ops needs openpathsampling: {OPS_INSTALL}")
+    previous = read_json(run.staging / MANIFEST) if run.resumed else None
+    if previous is not None and (previous.get("command") != "shoot" or previous.get("status") == "ok"):
+        what = "a complete 'shoot' run" if previous.get("command") == "shoot" else f"a '{previous.get('command')}' run"
+        raise ValueError(f"{run.dir} holds {what}: nothing to resume; use --overwrite to shoot again, or give the "
+                         f"--run-dir of an interrupted 'shoot'")
+    ps, side, dcd = load_pathset(args.paths)
+    run.input("paths", dcd)
+    sampled = side.get("settings", {})
+    temperature = args.temperature if args.temperature is not None else sampled.get("temperature")
+    system = load_system(args.system or side.get("system"), temperature)
+    run.inputs["system"] = system_info(system)
+    if ps[0].n_atoms != system.n_atoms:
+        raise ValueError(f"the paths have {ps[0].n_atoms} atoms, system {system.name} has {system.n_atoms}; give the "
+                         f"--system the paths were sampled with")
+    names_a, names_b = args.state_a or [side.get("start")], args.state_b or [side.get("end")]
+    for names, given_, which, opt in ((names_a, args.state_a, "start", "--state-a"),
+                                      (names_b, args.state_b, "end", "--state-b")):
+        if given_ is None and names[0] not in system.states:
+            raise ValueError(f"the paths' {which} {names[0]!r} is not a state of {system.name}; name it with {opt} "
+                             f"(known: {', '.join(system.states)})")
+    if set(names_a) & set(names_b):
+        raise ValueError(f"states A {names_a} and B {names_b} share {sorted(set(names_a) & set(names_b))}; give "
+                         f"disjoint --state-a/--state-b")
+    in_a, in_b = as_state_test(system, names_a, "--state-a"), as_state_test(system, names_b, "--state-b")
+    fixed = {k: sampled[k] for k in ("timestep", "friction") if getattr(args, k) is None and sampled.get(k)}
+    dyn = dynamics(args, **fixed).for_system(system)
+    max_steps = max(1, math.ceil(args.max_ps / dyn.timestep / args.check_interval)) * args.check_interval
+    frames = shooting_frames(ps, in_a, in_b, select=args.frames, per_path=args.per_path, spacing=args.spacing)
+    checkpoint = run.path("checkpoint")
+
+    def shoot():
+        return two_way_shooting(system, frames, in_a, in_b, n_shots=args.shots, max_steps=max_steps,
+                                check_interval=args.check_interval, dynamics=dyn, tps_moves=args.tps_moves,
+                                tse_tol=args.tse_tol, checkpoint=checkpoint, progress=run.progress)
+
+    try:
+        try:
+            res = shoot()
+        except CheckpointMismatch:
+            if not run.resumed:
+                raise
+            say(args, "shoot: the interrupted shots were made with other settings; starting again")
+            remove_checkpoint(checkpoint)
+            res = shoot()
+    except KeyboardInterrupt:
+        run.keep_unpublished("interrupted")
+        raise KeyboardInterrupt(f"shooting interrupted; continue with the same command plus --run-dir {run.dir} "
+                                "--resume") from None
+    overwrite = run.overwrite or run.resumed
+    res.save(run.staging, overwrite)
+    remove_checkpoint(checkpoint)
+    for key, name in SHOOT_OUTPUTS.items():
+        if (run.staging / name).exists():
+            run.output(key, run.staging / name)
+    ensemble = res.ensemble
+    handoff = {"path": None}
+    if ensemble:
+        first = ensemble[0]
+        n = min(args.plumed_frames, first.n_frames)
+        out = write_plumed_path(first, run.path("plumed"), n_frames=n,
+                                atom_indices=atom_selection(first.topology, args.selection), overwrite=overwrite,
+                                smooth=max(1, first.n_frames // n))
+        run.output("plumed_reference", out["pdb"])
+        run.output("plumed_input", out["plumed"])
+        handoff = {"path": "tps/path_0000.dcd" if res.tps is not None else "reactive/path_0000.dcd",
+                   "plumed": {"n_frames": n, "lambda_per_nm2": out["lambda"]}}
+        if args.ops:
+            ops = write_ops_storage(first, system, run.path("ops.nc"), temperature=dyn.temperature,
+                                    timestep=dyn.timestep, friction=dyn.friction, n_steps_per_frame=args.check_interval,
+                                    overwrite=overwrite)
+            run.output("ops_storage", ops)
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    if ensemble:
+        plot_cv_paths(system, ensemble, ax=ax1)
+        ax1.set_title(f"{len(ensemble)} unbiased reactive trajectories")
+    else:
+        ax1.set_visible(False)
+    p_b = res.committor.p_B
+    ax2.hist(p_b[np.isfinite(p_b)], bins=np.linspace(0, 1, 11), color="C0")
+    ax2.set(xlabel="committor $p_B$ of the frames shot from", ylabel="frames",
+            title=f"{res.n_reactive}/{res.n_shots} shots reactive")
+    fig.tight_layout()
+    run.output("plot", save_figure(fig, run.path("shooting.png"), overwrite))
+    summary = res.as_dict()
+    run.results = {**{k: v for k, v in summary.items() if k != "settings"}, "state_a": names_a, "state_b": names_b,
+                   "n_paths": ps.n_paths, "frame_selection": args.frames, "handoff": handoff,
+                   "shooting_settings": summary["settings"]}
+    mean = "" if res.mean_path_ps is None else f", mean path {res.mean_path_ps:.3g} ps"
+    say(args, f"shoot: {res.n_shots} shots from {len(res.frames)} frames of {ps.n_paths} paths: {res.n_reactive} "
+              f"reactive ({res.reactive_fraction:.0%}){mean} -> {run.dir}")
 
 
 def smoothing(args, path, n_out: int) -> int:

@@ -143,8 +143,8 @@ def run_config(args, run: Run, execute: Callable[[argparse.Namespace, list[str]]
             else:
                 rerun = True
                 argv = [stage, *_section_argv(wired, stage), "--run-dir", str(stage_dir)]
-                if stage == "train" and staging_of(stage_dir).exists():
-                    argv.append("--resume")  # continue the interrupted training from its checkpoint
+                if stage in ("train", "shoot") and staging_of(stage_dir).exists():
+                    argv.append("--resume")  # continue the interrupted training / shots from their checkpoint
                 elif stage_dir.exists() or staging_of(stage_dir).exists():
                     argv.append("--overwrite")
                 if quiet:
@@ -190,7 +190,8 @@ def _wire_inputs(stage: str, section: dict, produced: dict[str, Path], read) -> 
             section["geodesic"] = _out(produced["geodesic"], "geodesic", read)
         if "model" not in section and "train" in produced:
             section["model"] = _out(produced["train"], "checkpoint", read)
-    if stage in ("export", "analyze") and "paths" not in section and "sample" in produced:
+    if stage in ("shoot", "export", "analyze") and "paths" not in section and "sample" in produced:
         section["paths"] = _out(produced["sample"], "paths", read)
-        section.setdefault("top", _out(produced["sample"], "topology", read))
+        if stage != "shoot":  # shoot reads the topology, energies and settings next to paths.dcd
+            section.setdefault("top", _out(produced["sample"], "topology", read))
     return section

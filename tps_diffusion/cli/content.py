@@ -3,12 +3,14 @@
 Trajectory writers stamp dates into their files (DCD remarks, HDF5 and PDB headers), so two runs
 with the same seed give different bytes for the same coordinates. ``content_sha256`` hashes the
 content instead: coordinates, box and time of a trajectory; tensors of a checkpoint; arrays of an
-``.npz`` (timings left out). Equal content hashes mean equal results (``tps-diffusion verify`` compares them).
+``.npz`` and values of a ``.json`` file (timings left out). Equal content hashes mean equal results
+(``tps-diffusion verify`` compares them).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from pathlib import Path
 
@@ -67,7 +69,7 @@ def _checkpoint(path: Path, h) -> None:
     h.update(str(ckpt.get("step")).encode())
 
 
-#: ``.npz`` entries that record how long something took, not what it computed
+#: ``.npz`` entries and JSON keys that record how long something took, not what it computed
 TIMING_KEYS = ("seconds", "wall_time_s")
 
 
@@ -80,12 +82,24 @@ def _npz(path: Path, h) -> None:
             _update(h, z[name])
 
 
+def _without_timings(obj):
+    if isinstance(obj, dict):
+        return {k: _without_timings(v) for k, v in obj.items() if k not in TIMING_KEYS}
+    if isinstance(obj, list):
+        return [_without_timings(v) for v in obj]
+    return obj
+
+
+def _json(path: Path, h) -> None:
+    h.update(json.dumps(_without_timings(json.loads(path.read_text())), sort_keys=True).encode())
+
+
 def content_sha256(path: str | os.PathLike) -> str | None:
-    """sha256 of the content of a trajectory, checkpoint (``.pt``) or ``.npz`` file; None for other
+    """sha256 of the content of a trajectory, checkpoint (``.pt``), ``.npz`` or ``.json`` file; None for other
     files (their ``sha256`` is the content hash) or a file that cannot be read as its suffix says."""
     path = Path(path)
     suffix = path.suffix.lower()
-    readers = {**{s: _trajectory for s in TRAJECTORY_SUFFIXES}, ".pt": _checkpoint, ".npz": _npz}
+    readers = {**{s: _trajectory for s in TRAJECTORY_SUFFIXES}, ".pt": _checkpoint, ".npz": _npz, ".json": _json}
     if suffix not in readers:
         return None
     h = hashlib.sha256()

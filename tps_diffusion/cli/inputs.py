@@ -12,8 +12,9 @@ import numpy as np
 from ..molecular.catalogue import get_system
 from ..molecular.formats import load_trajectory
 from ..molecular.model import resolve_selection
+from ..molecular.restrained import PathSet
 from ..molecular.system import MolecularSystem
-from .rundir import PROG, Run, read_json
+from .rundir import PROG, Run, producer_manifest, read_json
 
 DEFAULT_SYSTEM = "alanine_dipeptide"
 
@@ -71,6 +72,34 @@ def load_path(args) -> tuple[Any, dict, int, int]:
     if not 0 <= i < n_paths:
         raise IndexError(f"--path-index {i} out of range: {args.paths} holds {n_paths} path(s) of {fpp} frames")
     return traj[i * fpp:(i + 1) * fpp], side, n_paths, fpp
+
+
+def load_pathset(spec: str | Path) -> tuple[PathSet, dict, Path]:
+    """The paths written by 'sample' (its run directory or its ``paths.dcd``) as a PathSet, with the
+    ``paths.json`` record and the trajectory file; one-line errors for missing or changed files."""
+    spec = Path(spec)
+    dcd = spec / "paths.dcd" if spec.is_dir() else spec
+    side = read_json(dcd.with_suffix(".json"))
+    if side is None or not {"frames_per_path", "n_paths", "energies"} <= set(side):
+        raise FileNotFoundError(f"{dcd.with_suffix('.json')} (written by 'sample' next to its paths) is missing or "
+                                f"incomplete; give --paths the run directory of '{PROG} sample'")
+    producer_manifest(dcd)
+    traj = load_trajectory(dcd, dcd.with_name(side.get("topology", dcd.with_suffix(".pdb").name)))
+    fpp, n_paths = int(side["frames_per_path"]), int(side["n_paths"])
+    if traj.n_frames != fpp * n_paths:
+        raise ValueError(f"{dcd} has {traj.n_frames} frames, not {n_paths} paths x {fpp} frames as {dcd.stem}.json "
+                         f"says; the files do not belong together: rerun '{PROG} sample'")
+    with np.load(dcd.with_name(side["energies"])) as z:
+        energies, tilt, point_index, time = (z["energies_kJ_mol"], z["tilt_energies_kJ_mol"], z["point_index"],
+                                             z["time_ps"])
+    trajectories = [traj[i * fpp:(i + 1) * fpp] for i in range(n_paths)]
+    for t in trajectories:
+        t.time = time
+    ps = PathSet(trajectories=trajectories, energies=energies, tilt_energies=tilt, point_index=point_index,
+                 n_force_evaluations=int(side.get("n_force_evaluations", 0)),
+                 n_energy_evaluations=int(side.get("n_energy_evaluations", 0)), seeds=side.get("seeds", []),
+                 settings=side.get("settings", {}), wall_time_s=float(side.get("wall_time_s", 0.0)))
+    return ps, side, dcd
 
 
 def atom_selection(top, selection: str) -> np.ndarray:

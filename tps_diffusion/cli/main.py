@@ -16,7 +16,8 @@ from .rundir import MANIFEST, PROG, USER_ERRORS, Run, one_line
 from .verify import compare_runs
 
 COMMANDS = {"simulate": commands.cmd_simulate, "train": commands.cmd_train, "geodesic": commands.cmd_geodesic,
-            "sample": commands.cmd_sample, "export": commands.cmd_export, "analyze": commands.cmd_analyze}
+            "sample": commands.cmd_sample, "shoot": commands.cmd_shoot, "export": commands.cmd_export,
+            "analyze": commands.cmd_analyze}
 
 
 def verify(args) -> int:

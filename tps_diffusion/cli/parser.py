@@ -18,7 +18,7 @@ from ..molecular.geodesic import MOLECULAR_GEODESIC
 from ..molecular.model import MOLECULAR_TRAINING
 from .rundir import PROG
 
-STAGES = ("simulate", "train", "geodesic", "sample", "export", "analyze")
+STAGES = ("simulate", "train", "geodesic", "sample", "shoot", "export", "analyze")
 BENCHMARKS = ("aldp2d", "aldp", "chignolin", "kernel")
 
 #: library defaults quoted in --help
@@ -47,7 +47,9 @@ LIMITS = {
     "--lr": (0.0, False, None), "--velocity-temperature": (0.0, False, None), "--ops-timestep": (0.0, False, 0.01),
     "--ops-friction": (0.0, True, None), "--tse-tol": (0.0, False, 0.5), "--lam-min": (-30.0, True, 30.0),
     "--lam-max": (-30.0, True, 30.0), "--lam-end": (-30.0, True, 30.0), "--avoid-lam": (-30.0, True, 30.0),
-    "--rho-var": (-30.0, True, 30.0), "--rho-kl": (0.0, True, None),
+    "--rho-var": (-30.0, True, 30.0), "--rho-kl": (0.0, True, None), "--max-ps": (0.0, False, None),
+    "--tps-moves": (0, True, None), "--per-path": (1, True, None), "--spacing": (1, True, None),
+    "--plumed-frames": (2, True, None),
 }
 
 
@@ -298,6 +300,57 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--platform", metavar="NAME", help="OpenMM platform (default: Reference below 200 atoms)")
     _common(p)
 
+    # ----- shoot
+    p = add("shoot", "unbiased reactive trajectories by two-way shooting from the sampled paths",
+            "Two-way shooting under the unbiased force field (OpenMM LangevinMiddleIntegrator, no restraint) from "
+            "frames of the paths written by 'sample': Maxwell-Boltzmann velocities, forward and, with the velocities "
+            "reversed, backward until a state or --max-ps; a shot whose halves end in different states is an unbiased "
+            "reactive trajectory (A -> B). Optionally transition path sampling (--tps-moves). Writes shooting.json "
+            "(summary: n_shots, n_reactive, reactive_fraction, n_tse_frames, mean_path_ps, n_force_evaluations), "
+            "shots.json (per-shot records), committor.json (p_B with Wilson intervals per frame), frames.dcd + "
+            "topology.pdb (the frames shot from), reactive/path_XXXX.dcd (positions in nm, unit cell kept), tse.pdb "
+            "(transition-state ensemble), with TPS tps/path_XXXX.dcd + tps.json, shooting.png, and the PLUMED PATHMSD "
+            "hand-off of the first ensemble path (plumed/; --ops: an OpenPathSampling storage). After an "
+            "interruption continue with the same command plus --resume. See docs/shooting.md.")
+    p.add_argument("--paths", type=Path, required=True, metavar="DIR|FILE",
+                   help="run directory of 'sample' (or its paths.dcd, with paths.json and paths.npz next to it)")
+    _system_arg(p, help_extra=" (default: the sample's)")
+    p.add_argument("--state-a", nargs="+", metavar="STATE",
+                   help="state A; several names: their union, e.g. C5 C7eq for alanine dipeptide (default: the "
+                        "paths' start state)")
+    p.add_argument("--state-b", nargs="+", metavar="STATE", help="state B (default: the paths' end state)")
+    p.add_argument("--frames", default="max_energy", choices=("max_energy", "uniform", "all"),
+                   help="frames to shoot from, on each path between leaving A and entering B: the highest-energy "
+                        "frame (kJ/mol) and frames around it, --per-path evenly spread frames, or all")
+    p.add_argument("--per-path", type=int, default=5, metavar="K", help="frames per path (max_energy, uniform)")
+    p.add_argument("--spacing", type=int, metavar="FRAMES",
+                   help="frames between the max_energy picks (default: the segment's length / (2 K))")
+    p.add_argument("--shots", type=int, default=2, metavar="N", help="two-way shots per frame")
+    p.add_argument("--max-ps", type=float, default=10.0, metavar="PS",
+                   help="a half still in neither state after this time (ps) is undecided")
+    p.add_argument("--check-interval", type=int, default=10, metavar="STEPS",
+                   help="test for A/B every this many steps (= frame spacing of the trajectories)")
+    p.add_argument("--tps-moves", type=int, default=0, metavar="M",
+                   help="two-way shooting Monte Carlo moves per reactive trajectory (transition path sampling)")
+    p.add_argument("--tse-tol", type=float, default=0.1, metavar="P",
+                   help="frames with |p_B - 0.5| < P form the transition-state ensemble")
+    p.add_argument("--temperature", type=float, metavar="K", help="temperature in K (default: the sample's)")
+    p.add_argument("--timestep", type=float, metavar="PS", help="time step in ps (default: the sample's)")
+    p.add_argument("--friction", type=float, metavar="1/PS", help="Langevin friction in 1/ps (default: the sample's)")
+    p.add_argument("--platform", metavar="NAME", help="OpenMM platform (default: Reference below 200 atoms)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (velocities and Langevin noise of every shot)")
+    p.add_argument("--workers", type=int, default=1, metavar="W", help="parallel processes (one shot each)")
+    p.add_argument("--selection", default="heavy", metavar="SEL",
+                   help="atoms of the PLUMED PATHMSD reference (RMSD in nm): heavy, all, backbone or an mdtraj "
+                        "selection")
+    p.add_argument("--plumed-frames", type=int, default=20, metavar="M", help="PATHMSD reference frames")
+    p.add_argument("--ops", action="store_true",
+                   help="also write an OpenPathSampling storage (ops.nc) with the first ensemble path and an engine "
+                        "with these dynamics (needs openpathsampling)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted shoot in --run-dir DIR: shots already done are kept (same results)")
+    _common(p)
+
     # ----- export
     p = add("export", "hand a path to PLUMED, string/NEB methods, OpenMM or OpenPathSampling",
             "Export one path of a trajectory: PLUMED PATHMSD reference (PDB in Angstrom, LAMBDA in nm^-2), "
@@ -359,8 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     # ----- run
     p = add("run", "the whole pipeline from one config file",
-            "simulate -> train -> geodesic -> sample -> export (-> analyze) from one JSON or TOML file. Sections "
-            "[simulate], [train], [geodesic], [sample], [export], [analyze] take the long options of those commands "
+            "simulate -> train -> geodesic -> sample (-> shoot) -> export (-> analyze) from one JSON or TOML file. "
+            "Sections [simulate], [train], [geodesic], [sample], [shoot], [export], [analyze] take the long options "
+            "of those commands "
             "(steps-per-point = 16 or steps_per_point = 16; units as in their --help); top-level keys system, seed, "
             "device, platform, run-dir, overwrite apply to every section. Inputs of a stage default to the outputs "
             "of the previous one; each stage writes into RUN_DIR/<stage>/. See examples/aldp_small.toml.")

@@ -1,5 +1,5 @@
 """The molecular layer, on OpenMM and mdtraj: a molecule's system and states, MD samples,
-Cartesian features, the molecular model and geodesic, restrained path sampling, committors.
+Cartesian features, the molecular model and geodesic, restrained path sampling, committors, two-way shooting and TPS.
 
     from tps_diffusion.molecular import (Dynamics, MolecularModel, alanine_dipeptide, molecular_geodesic,
                                          run_md, sample_molecular_paths, train_on_samples)
@@ -9,6 +9,7 @@ Cartesian features, the molecular model and geodesic, restrained path sampling, 
     model = train_on_samples(system, md, selection="heavy", checkpoint="aldp.pt")
     geo = molecular_geodesic(model, system, "C5", "C7ax", mode="low_variance")
     paths = sample_molecular_paths(system, model, geo, n_paths=100, steps_per_point=16)
+    shots = paths.shoot(system, ["C5", "C7eq"], "C7ax", n_shots=1)   # unbiased reactive trajectories
 """
 
 from .catalogue import alanine_dipeptide, get_system, known_systems, register_system
@@ -21,6 +22,7 @@ from .md import MDResult, run_md
 from .model import MolecularModel, featurize_samples, train_on_samples
 from .paths import sample_molecular_paths
 from .restrained import PathSet, sample_paths
+from .shooting import ShootingFrames, ShootingResult, in_states, shooting_frames, two_way_shooting
 from .states import RMSD, Angle, Dihedral, Distance, Region, State, StateDefinition, cv_from_dict, state_from_dict
 from .system import MolecularSystem
 
@@ -30,5 +32,5 @@ __all__ = [
     "write_trajectory", "MolecularGeodesic", "molecular_geodesic", "MDResult", "run_md", "MolecularModel",
     "featurize_samples", "train_on_samples", "sample_molecular_paths", "PathSet", "sample_paths", "Dihedral",
     "Distance", "State", "MolecularSystem", "Angle", "RMSD", "Region", "StateDefinition", "cv_from_dict",
-    "state_from_dict",
+    "state_from_dict", "ShootingFrames", "ShootingResult", "in_states", "shooting_frames", "two_way_shooting",
 ]

@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass, field, replace
 from statistics import NormalDist
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import openmm
@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from ..utils.files import write_json, writing
 from ..utils.seeds import spawn_seeds
-from ._openmm import get_platform
+from ._openmm import get_platform, quantity_value
 from .dynamics import Dynamics
 from .limits import as_count, openmm_errors
 from .system import MolecularSystem
@@ -176,13 +176,115 @@ def _membership(fn: Callable, x: np.ndarray, name: str) -> bool:
     return bool(out.reshape(-1)[0])
 
 
-def _state_of(positions: np.ndarray, in_A: Callable, in_B: Callable) -> int | None:
+def state_of(positions: np.ndarray, in_A: Callable, in_B: Callable) -> int | None:
+    """``OUTCOME_A``, ``OUTCOME_B`` or None for one configuration ``(n_atoms, 3)`` nm; a one-line
+    ``ValueError`` if it lies in both states (they overlap)."""
     x = positions[None]
     a = _membership(in_A, x, "in_A")
     b = _membership(in_B, x, "in_B")
     if a and b:
-        raise ValueError("a configuration is inside both state A and state B: the states overlap")
+        raise ValueError("a configuration is inside both state A and state B: the states overlap; make them disjoint")
     return OUTCOME_A if a else OUTCOME_B if b else None
+
+
+def check_state_tests(in_A, in_B) -> None:
+    """One-line ``TypeError`` unless ``in_A`` and ``in_B`` are callables."""
+    if not (callable(in_A) and callable(in_B)):
+        raise TypeError("in_A and in_B must be callables mapping positions (n_frames, n_atoms, 3) nm to bools "
+                        "(n_frames,), e.g. system.states['C5'].contains")
+
+
+def resolve_system(system, dynamics: Dynamics | None, what: str) -> tuple[Dynamics, openmm.System]:
+    """The resolved :class:`Dynamics` and the ``openmm.System`` of a MolecularSystem or a bare
+    ``openmm.System`` (which needs temperature and time step; its platform defaults to Reference)."""
+    dyn = dynamics or Dynamics()
+    if isinstance(system, MolecularSystem):
+        return dyn.for_system(system), system.openmm_system
+    if dyn.temperature is None or dyn.timestep is None:
+        raise ValueError(f"{what} on a bare openmm.System needs Dynamics(temperature=..., timestep=...); "
+                         "or pass the MolecularSystem")
+    if not isinstance(system, openmm.System):
+        raise TypeError(f"system must be a MolecularSystem or an openmm.System; got {type(system).__name__}")
+    dyn = replace(dyn, platform=dyn.platform or "Reference")
+    get_platform(dyn.platform, system.getNumParticles())
+    return dyn, system
+
+
+def check_configurations(positions_list, box_vectors, n_atoms: int,
+                         what: str = "positions_list") -> tuple[np.ndarray, np.ndarray | None]:
+    """Configurations ``(n_configs, n_atoms, 3)`` float64 nm and their boxes ``(n_configs, 3, 3)`` nm
+    (None if not periodic) from an array or an ``mdtraj.Trajectory`` (whose unit cell is used
+    unless ``box_vectors`` is given); one-line errors for shapes, atom counts and NaN."""
+    if hasattr(positions_list, "xyz"):  # mdtraj.Trajectory
+        if box_vectors is None and positions_list.unitcell_vectors is not None:
+            box_vectors = positions_list.unitcell_vectors
+        positions_list = positions_list.xyz
+    pos = np.asarray(positions_list, dtype=np.float64)
+    if pos.ndim == 2:
+        pos = pos[None]
+    if pos.ndim != 3 or pos.shape[2] != 3:
+        raise ValueError(f"{what} must have shape (n_configs, n_atoms, 3); got {pos.shape}")
+    n_configs = pos.shape[0]
+    if pos.shape[1] != n_atoms:
+        raise ValueError(f"{what} have {pos.shape[1]} atoms, the system {n_atoms} particles; give configurations "
+                         "of this system")
+    if n_configs == 0:
+        raise ValueError(f"{what} holds no configurations; give (n_configs >= 1, n_atoms, 3) nm")
+    pos = as_positions(pos, n_atoms, what)
+    if box_vectors is not None:
+        box_vectors = np.asarray(box_vectors, dtype=np.float64)
+        if box_vectors.ndim == 2:
+            box_vectors = np.broadcast_to(box_vectors, (n_configs, 3, 3)) if box_vectors.shape == (3, 3) else None
+        if box_vectors is None or box_vectors.shape != (n_configs, 3, 3) or not np.all(np.isfinite(box_vectors)):
+            raise ValueError(f"box_vectors must be finite (3, 3) or ({n_configs}, 3, 3) nm")
+    return pos, box_vectors
+
+
+class Propagation(NamedTuple):
+    """What :func:`propagate` returns: the state reached (``OUTCOME_*``), the steps taken, and (if
+    recorded) the frames every ``check_interval`` steps ``(n, n_atoms, 3)`` float32 nm with their
+    boxes ``(n, 3, 3)`` nm (None when not periodic)."""
+
+    outcome: int
+    steps: int
+    frames: np.ndarray | None
+    boxes: np.ndarray | None
+
+
+def propagate(context: openmm.Context, integrator: openmm.Integrator, in_A: Callable, in_B: Callable,
+              max_steps: int, check_interval: int, what: str, record: bool = False) -> Propagation:
+    """Integrate ``context`` from its current state until it enters A or B (tested every
+    ``check_interval`` steps) or ``max_steps`` have passed (``OUTCOME_UNDECIDED``).
+
+    ``what`` names the run in errors (``"committor shot 3 from configuration 1"``); NaN
+    coordinates raise a one-line ``RuntimeError``. ``record`` keeps every tested frame.
+    """
+    frames, boxes = [], []
+    periodic = record and context.getSystem().usesPeriodicBoundaryConditions()
+    done, outcome = 0, OUTCOME_UNDECIDED
+    while done < max_steps:
+        n = min(check_interval, max_steps - done)
+        with openmm_errors(f"integrating {what} (step {done})"):
+            integrator.step(n)
+            st = context.getState(getPositions=True)
+            x = np.asarray(quantity_value(st.getPositions(asNumpy=True), unit.nanometer))
+        done += n
+        if not np.all(np.isfinite(x)):
+            raise RuntimeError(f"{what} blew up (NaN coordinates after {done} steps); reduce the time step or relax "
+                               "the configuration")
+        if record:
+            frames.append(x.astype(np.float32))
+            if periodic:
+                boxes.append(quantity_value(st.getPeriodicBoxVectors(asNumpy=True), unit.nanometer))
+        state = state_of(x, in_A, in_B)
+        if state is not None:
+            outcome = state
+            break
+    if not record:
+        return Propagation(outcome, done, None, None)
+    n_atoms = context.getSystem().getNumParticles()
+    xyz = np.stack(frames) if frames else np.empty((0, n_atoms, 3), dtype=np.float32)
+    return Propagation(outcome, done, xyz, np.stack(boxes) if boxes else None)
 
 
 def committor(
@@ -217,51 +319,22 @@ def committor(
         ``LangevinMiddleIntegrator`` shots; ``None`` fields come from a MolecularSystem (a bare
         ``openmm.System`` needs temperature and time step; its platform defaults to Reference).
         The seed makes the whole run reproducible (velocity seeds per shot and the integrator's
-        random stream derive from it); None draws fresh entropy. Shots run in this process.
+        random stream derive from it); None draws fresh entropy. Shots run in this process
+        (:func:`~tps_diffusion.molecular.shooting.two_way_shooting` runs them in worker processes).
     box_vectors : (3, 3) nm, or (n_configs, 3, 3), for periodic systems.
     callback : called after each shot with ``{"config": i, "shot": j, "outcome": OUTCOME_*, "steps": n}``.
 
     Returns a :class:`CommittorResult`; ``n_force_evaluations`` = total Langevin steps.
     """
-    if not (callable(in_A) and callable(in_B)):
-        raise TypeError("in_A and in_B must be callables mapping positions (n_frames, n_atoms, 3) nm to bools "
-                        "(n_frames,), e.g. system.states['C5'].contains")
+    check_state_tests(in_A, in_B)
     if not 0.0 < float(confidence) < 1.0:
         raise ValueError(f"confidence must be in (0, 1); got {confidence}")
     n_shots, max_steps = as_count(n_shots, "n_shots"), as_count(max_steps, "max_steps")
     check_interval = as_count(check_interval, "check_interval")
-    dyn = dynamics or Dynamics()
-    if isinstance(system, MolecularSystem):
-        dyn, omm_system = dyn.for_system(system), system.openmm_system
-    else:
-        if dyn.temperature is None or dyn.timestep is None:
-            raise ValueError("committor on a bare openmm.System needs Dynamics(temperature=..., timestep=...); "
-                             "or pass the MolecularSystem")
-        if not isinstance(system, openmm.System):
-            raise TypeError(f"system must be a MolecularSystem or an openmm.System; got {type(system).__name__}")
-        dyn, omm_system = replace(dyn, platform=dyn.platform or "Reference"), system
-        get_platform(dyn.platform, system.getNumParticles())
-    if hasattr(positions_list, "xyz"):  # mdtraj.Trajectory
-        if box_vectors is None and positions_list.unitcell_vectors is not None:
-            box_vectors = positions_list.unitcell_vectors
-        positions_list = positions_list.xyz
-    pos = np.asarray(positions_list, dtype=np.float64)
-    if pos.ndim == 2:
-        pos = pos[None]
-    if pos.ndim != 3 or pos.shape[2] != 3:
-        raise ValueError(f"positions_list must have shape (n_configs, n_atoms, 3); got {pos.shape}")
-    n_configs, n_atoms, _ = pos.shape
-    if n_atoms != omm_system.getNumParticles():
-        raise ValueError(f"positions have {n_atoms} atoms, the system {omm_system.getNumParticles()} particles")
-    if n_configs == 0:
-        raise ValueError("positions_list holds no configurations; give (n_configs >= 1, n_atoms, 3) nm")
-    pos = as_positions(pos, n_atoms, "committor start positions")
-    if box_vectors is not None:
-        box_vectors = np.asarray(box_vectors, dtype=np.float64)
-        if box_vectors.ndim == 2:
-            box_vectors = np.broadcast_to(box_vectors, (n_configs, 3, 3)) if box_vectors.shape == (3, 3) else None
-        if box_vectors is None or box_vectors.shape != (n_configs, 3, 3) or not np.all(np.isfinite(box_vectors)):
-            raise ValueError(f"box_vectors must be finite (3, 3) or ({n_configs}, 3, 3) nm")
+    dyn, omm_system = resolve_system(system, dynamics, "committor")
+    pos, box_vectors = check_configurations(positions_list, box_vectors, omm_system.getNumParticles(),
+                                            "committor start positions")
+    n_configs = len(pos)
 
     seeds = spawn_seeds(dyn.seed, 1 + n_configs * n_shots)
     integrator = dyn.integrator(seeds[0])
@@ -273,7 +346,7 @@ def committor(
     bar = tqdm(total=n_configs * n_shots, desc="committor", unit="shot", disable=not progress)
     try:
         for i in range(n_configs):
-            start = _state_of(pos[i], in_A, in_B)
+            start = state_of(pos[i], in_A, in_B)
             if start is not None:  # already committed: every shot counts, at no cost
                 outcomes[i] = start
                 bar.update(n_shots)
@@ -284,25 +357,12 @@ def committor(
                 with openmm_errors(f"shooting from configuration {i}"):
                     context.setPositions(pos[i])
                     context.setVelocitiesToTemperature(dyn.temperature, seeds[1 + i * n_shots + j])
-                done = 0
-                while done < max_steps:
-                    n = min(check_interval, max_steps - done)
-                    with openmm_errors(f"shooting from configuration {i} (shot {j}, step {done})"):
-                        integrator.step(n)
-                        x = context.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
-                    done += n
-                    x = np.asarray(x)
-                    if not np.all(np.isfinite(x)):
-                        raise RuntimeError(f"committor shot {j} from configuration {i} blew up (NaN coordinates after "
-                                           f"{done} steps); reduce the time step or relax the configuration")
-                    state = _state_of(x, in_A, in_B)
-                    if state is not None:
-                        outcomes[i, j] = state
-                        break
-                steps[i, j] = done
+                run = propagate(context, integrator, in_A, in_B, max_steps, check_interval,
+                                f"committor shot {j} from configuration {i}")
+                outcomes[i, j], steps[i, j] = run.outcome, run.steps
                 bar.update(1)
                 if callback is not None:
-                    callback({"config": i, "shot": j, "outcome": int(outcomes[i, j]), "steps": done})
+                    callback({"config": i, "shot": j, "outcome": int(outcomes[i, j]), "steps": run.steps})
     finally:
         bar.close()
         del context, integrator

@@ -1,9 +1,10 @@
-"""Langevin dynamics settings shared by MD sampling, restrained path sampling and committor shooting.
+"""Langevin dynamics settings shared by MD sampling, restrained path sampling, committors and two-way shooting.
 
 One :class:`Dynamics` object replaces the temperature / time step / friction / platform / seed /
 worker keywords that :func:`~tps_diffusion.molecular.md.run_md`,
-:func:`~tps_diffusion.molecular.restrained.sample_paths` and
-:func:`~tps_diffusion.molecular.committor.committor` share. Every run integrates with
+:func:`~tps_diffusion.molecular.restrained.sample_paths`,
+:func:`~tps_diffusion.molecular.committor.committor` and
+:func:`~tps_diffusion.molecular.shooting.two_way_shooting` share. Every run integrates with
 ``openmm.LangevinMiddleIntegrator``; one step is one force evaluation.
 
     dyn = Dynamics(timestep=0.001, seed=1, n_workers=2)       # ps; the rest from the system

@@ -43,6 +43,7 @@ from .featurizer import CartesianFeaturizer
 from .formats import write_trajectory
 from .limits import as_count, check_frame_memory, check_output_dir, openmm_errors
 from .md import start_array
+from .shooting import ShootingResult, as_state_test, shooting_frames, two_way_shooting
 from .superpose import superpose
 from .system import MolecularSystem
 
@@ -176,6 +177,23 @@ class PathSet:
 
     def joined(self) -> mdtraj.Trajectory:
         return mdtraj.join(self.trajectories, check_topology=False)
+
+    def shoot(self, system: MolecularSystem, in_A, in_B, *, select: str = "max_energy", per_path: int = 5,
+              spacing: int | None = None, **kwargs) -> ShootingResult:
+        """Two-way shooting under the unbiased force field from frames of these paths.
+
+        ``in_A``, ``in_B``: state names of ``system`` (a list: their union), StateDefinitions or
+        callables on positions ``(n_frames, n_atoms, 3)`` nm. Frames: :func:`~tps_diffusion.molecular.
+        shooting.shooting_frames` (``select``, ``per_path``, ``spacing``; default each path's
+        highest-energy frame between leaving A and entering B, and 4 frames around it); shots:
+        :func:`~tps_diffusion.molecular.shooting.two_way_shooting` with ``kwargs`` (``n_shots``,
+        ``max_steps``, ``check_interval``, ``dynamics``, ``tps_moves``, ``checkpoint``, ...)::
+
+            result = paths.shoot(system, ["C5", "C7eq"], "C7ax", n_shots=2, dynamics=Dynamics(seed=1, n_workers=2))
+        """
+        in_A, in_B = as_state_test(system, in_A, "in_A"), as_state_test(system, in_B, "in_B")
+        frames = shooting_frames(self, in_A, in_B, select=select, per_path=per_path, spacing=spacing)
+        return two_way_shooting(system, frames, in_A, in_B, **kwargs)
 
     def save(self, directory: str | os.PathLike, fmt: str = "h5", overwrite: bool = False) -> Path:
         """Write ``path_0000.<fmt>`` ... plus ``energies.npz`` and ``pathset.json`` into ``directory``."""
