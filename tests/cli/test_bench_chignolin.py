@@ -7,7 +7,7 @@ import mdtraj
 import numpy as np
 import pytest
 
-from tps_diffusion.bench.chignolin import PUBLISHED, Recipe, check_recipe, output_paths, straight_targets
+from tps_diffusion.bench.chignolin import PUBLISHED, Recipe, check_recipe, output_paths
 from tps_diffusion.bench.path_metrics import (
     cut_index,
     ets,
@@ -16,6 +16,7 @@ from tps_diffusion.bench.path_metrics import (
     max_energy_to_cut,
     path_metrics,
     rmsd_at_cut_angstrom,
+    straight_targets,
 )
 from tps_diffusion.cli import main
 

@@ -32,6 +32,14 @@ under the unbiased force field from the highest-energy frames of the first ``sho
 generated paths give unbiased reactive trajectories (C5 + C7eq -> C7ax): the reactive fraction,
 the committor histogram of the transition-state ensemble, the unbiased crossings and their relaxed
 energy, the transition path time and the cost; optionally a few TPS moves per trajectory.
+
+TPS-DPS's protocol (report section ``tpsdps_protocol``, :mod:`tps_diffusion.bench.aldp_tpsdps`):
+the main mode's paths and a steered-MD baseline with the same budget (the same sampler, start,
+N, K and seeds on straight-line targets between the geodesic's first and last targets, with a
+constant stiffness equal to the geodesic's largest) scored the way TPS-DPS (Seong et al., arXiv
+2405.19961) scores its paths: cut at the frame closest to the target, heavy-atom RMSD there,
+hit by their (phi, psi) criterion there, and ETS with energies re-evaluated under their set-up
+(amber99sbildn, PME 1 nm, 2.558 nm box, HBonds) next to ours; published anchors are copied in.
 """
 
 
@@ -58,12 +66,24 @@ from ..molecular.geodesic import molecular_geodesic
 from ..molecular.md import run_md
 from ..molecular.model import train_on_samples
 from ..molecular.paths import path_targets
+from ..molecular.restrained import sample_paths
 from ..molecular.shooting import in_states
 from ..plotting import plot_log_snr, plot_paths, save_figure
 from ..utils.files import check_writable, write_json
 from ..utils.provenance import versions
-from .aldp_paths import END, START, crossing_analysis, dihedrals, mode_entry, sample_mode, target_dihedrals
+from .aldp_paths import (
+    END,
+    START,
+    chunk_dynamics,
+    crossing_analysis,
+    dihedrals,
+    mode_entry,
+    sample_mode,
+    target_dihedrals,
+)
 from .aldp_shooting import join_frames, shooting_section
+from .aldp_tpsdps import TPSDPS_BOX_NM, ProtocolScorer, heavy_atoms, protocol_section, run_steered, tpsdps_system
+from .path_metrics import straight_targets
 
 __all__ = ["Recipe", "check_recipe", "crossing_analysis", "output_paths", "run"]
 
@@ -133,6 +153,10 @@ class Recipe:
     shoot_tse_tol: float = 0.1  # TSE: |p_B - 1/2| < tol
     tse_check_frames: int = 50  # TSE frames given independent committor shots
     tse_check_shots: int = 20
+    # TPS-DPS's protocol (tps_diffusion.bench.aldp_tpsdps) on the main mode's paths and a steered baseline
+    tpsdps_box_nm: float = TPSDPS_BOX_NM  # periodic box edge of their PME set-up
+    tpsdps_margin: float = 4.0  # kJ/mol: PME energies of every frame within this of a path's highest screen energy
+    tpsdps_exact_paths: int = 8  # hitting paths per method also evaluated under PME on every frame up to the cut
 
     @classmethod
     def quick(cls) -> "Recipe":
@@ -141,7 +165,8 @@ class Recipe:
                    n_points=24, geodesic_steps=40, steps_per_point=12, mode_steps_per_point={}, n_paths=8,
                    n_paths_other_modes=4, n_workers=1, chunk_paths=8, baseline_runs=2, baseline_equilibration=100,
                    write_paths=4, write_stride=2, plot_paths=8, n_relaxed=4, shoot_paths=4, shoot_per_path=2,
-                   shoot_shots=1, shoot_max_ps=2.0, shoot_tps_moves=1, tse_check_frames=2, tse_check_shots=4)
+                   shoot_shots=1, shoot_max_ps=2.0, shoot_tps_moves=1, tse_check_frames=2, tse_check_shots=4,
+                   tpsdps_exact_paths=1)
 
     def k_of(self, mode: str) -> int:
         """Steps per curve point (K) used for ``mode``."""
@@ -185,6 +210,7 @@ def check_recipe(recipe: Recipe) -> None:
         "shoot_tps_moves": (0, "use 0 or more TPS moves"),
         "tse_check_frames": (0, "check 0 or more TSE frames"),
         "tse_check_shots": (1, "make at least one committor shot per TSE frame"),
+        "tpsdps_exact_paths": (0, "check 0 or more paths on every frame"),
     }
     for name, (minimum, fix) in counts.items():
         check_int(getattr(recipe, name), f"Recipe.{name}", minimum, fix)
@@ -200,6 +226,10 @@ def check_recipe(recipe: Recipe) -> None:
                    fix=f"use a positive value ({unit})")
     for name in ("md_friction", "friction"):
         check_real(getattr(recipe, name), f"Recipe.{name}", low=0.0, fix="use a friction >= 0 (1/ps), e.g. 1")
+    check_real(recipe.tpsdps_box_nm, "Recipe.tpsdps_box_nm", low=2.0, low_open=True,
+               fix="use a box edge above twice the 1 nm cutoff, e.g. 2.558 (nm)")
+    check_real(recipe.tpsdps_margin, "Recipe.tpsdps_margin", low=0.0, low_open=True,
+               fix="use a positive margin (kJ/mol), e.g. 4")
     check_real(recipe.shoot_tse_tol, "Recipe.shoot_tse_tol", low=0.0, high=0.5, low_open=True,
                fix="use a tolerance in (0, 0.5], e.g. 0.1")
     check_lam(recipe.avoid_lam, "Recipe.avoid_lam")
@@ -244,6 +274,12 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
     system = alanine_dipeptide(temperature=recipe.temperature)
     in_states(system, *recipe.shoot_state_a, *recipe.shoot_state_b)  # unknown state names fail here, before MD
     e0 = float(system.potential_energy(system.positions_of(START)))
+    # TPS-DPS's set-up: both end structures minimised under it (as their simulations do when built)
+    setup = tpsdps_system(system, recipe.tpsdps_box_nm)
+    tpsdps_target = setup.minimize(system.positions_of(END), tolerance=10.0)
+    e_min_tpsdps = {s: float(setup.potential_energy(setup.minimize(system.positions_of(s), tolerance=10.0)))
+                    for s in (START, END)}
+    heavy_mass = heavy_atoms(system)  # TPS-DPS's heavy atoms (mass > 1.1 Da)
 
     # 1. MD samples in the basins
     md_dynamics = Dynamics(temperature=recipe.md_temperature, timestep=recipe.md_timestep, friction=recipe.md_friction,
@@ -279,6 +315,8 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
     # 3. geodesics and 4. paths, per mode
     modes = [recipe.mode] + [m for m in recipe.other_modes if m != recipe.mode]
     results, samples, geos = {}, {}, {}
+    main_seed = seed + 1
+    scorers = {}
     for i, mode in enumerate(modes):
         kw = dict(lam_end=recipe.lam_end, n_points=recipe.n_points, n_nodes=recipe.n_nodes, steps=recipe.geodesic_steps,
                   lr=recipe.geodesic_lr, seed=seed)
@@ -293,12 +331,21 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
         geo_seconds = time.perf_counter() - t0
         n = recipe.n_paths if i == 0 else recipe.n_paths_other_modes
         k = recipe.k_of(mode)
-        s = sample_mode(system, model, geo, recipe, n, k, seed + 1 + i, e0, recipe.write_paths if i == 0 else 0,
-                        recipe.plot_paths, progress, n_shoot=min(recipe.shoot_paths, n) if i == 0 else 0)
+        on_chunk = None
+        if i == 0:  # TPS-DPS's metrics of the main mode's paths
+            scorers["geodesic"] = _scorer(system, setup, tpsdps_target, _start_of(system, geo), heavy_mass, recipe)
+            on_chunk = lambda ps: scorers["geodesic"].add(ps.trajectories, ps.energies)  # noqa: E731
+        s = sample_mode(system, model, geo, recipe, n, k, main_seed + i, e0, recipe.write_paths if i == 0 else 0,
+                        recipe.plot_paths, progress, n_shoot=min(recipe.shoot_paths, n) if i == 0 else 0,
+                        on_chunk=on_chunk)
         results[mode] = mode_entry(s, geo, geo_seconds, n, system, model, recipe.timestep, k)
         samples[mode], geos[mode] = s, geo
 
     main = results[recipe.mode]
+
+    # steered-MD baseline with the main mode's budget, scored by TPS-DPS's protocol too
+    tpsdps = _tpsdps_protocol(system, model, geos[recipe.mode], recipe, main_seed, e0, setup, tpsdps_target,
+                              e_min_tpsdps, heavy_mass, scorers, main, progress)
 
     # thermal baseline: unbiased MD in C5, segments as long as one path
     base_dynamics = Dynamics(temperature=recipe.temperature, timestep=recipe.timestep, friction=recipe.friction,
@@ -366,6 +413,7 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
                   "endpoint_nn_q99": model.endpoint_check.nn_q99},
         "modes": results,
         "shooting": shooting,
+        "tpsdps_protocol": tpsdps,
         "outputs": {"json": out.name, "png": files["png"].name, "dcd": files["dcd"].name, "pdb": files["pdb"].name,
                     "paths_written": len(kept), "frame_stride": recipe.write_stride,
                     "frames_per_written_path": int(kept[0].n_frames) if kept else 0,
@@ -381,6 +429,73 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
     report["total_seconds"] = time.perf_counter() - t_start
     write_json(out, report, overwrite)
     return report
+
+
+def _start_of(system, geo) -> np.ndarray:
+    """The full-atom start structure of the main mode's paths (what the sampler starts from)."""
+    first = geo.start()
+    return np.asarray(first.positions if first.positions is not None else system.positions_of(START), dtype=float)
+
+
+def _scorer(system, setup, target: np.ndarray, start: np.ndarray, heavy, recipe: Recipe) -> ProtocolScorer:
+    return ProtocolScorer(system, setup, target, start, float(system.potential_energy(start)), heavy,
+                          recipe.tpsdps_margin, recipe.tpsdps_exact_paths)
+
+
+def _tpsdps_protocol(system, model, geo, recipe: Recipe, main_seed: int, e0: float, setup, target: np.ndarray,
+                     e_min_tpsdps: dict, heavy, scorers: dict, main: dict, progress: bool) -> dict:
+    """Sample the steered baseline (the main mode's sampler, start, N, K and chunk seeds on straight-line
+    targets with the geodesic's largest stiffness) and build the ``tpsdps_protocol`` section."""
+    t0 = time.perf_counter()
+    targets, stiffness = path_targets(system, model, geo)
+    line = straight_targets(targets[0], targets[-1], len(targets))
+    k_line = np.full(len(targets), float(stiffness.max()))
+    start = _start_of(system, geo)
+    k = recipe.k_of(recipe.mode)
+    scorers["steered"] = steered = _scorer(system, setup, target, start, heavy, recipe)
+    acc = {"hit": [], "max_e": [], "seconds": 0.0, "n_force": 0, "n_energy": 0}
+
+    def sample(n: int, chunk: int):
+        return sample_paths(system, model.featurizer, line, k_line, start, n, k,
+                            dynamics=chunk_dynamics(recipe, main_seed, chunk), progress=progress)
+
+    def consume(ps) -> None:
+        steered.add(ps.trajectories, ps.energies)
+        acc["hit"].append(system.states[END].contains(ps.final_frames()))
+        acc["max_e"].append(ps.max_energy() - e0)
+        acc["seconds"] += ps.wall_time_s
+        acc["n_force"] += ps.n_force_evaluations
+        acc["n_energy"] += ps.n_energy_evaluations
+
+    run_steered(sample, recipe.n_paths, recipe.chunk_paths, consume)
+    hit_ours, max_e = np.concatenate(acc["hit"]), np.concatenate(acc["max_e"])
+    frame_ps = recipe.timestep  # one recorded frame per step
+    common = {"n_points": len(targets), "steps_per_point": k}
+    methods = {
+        "geodesic": {**scorers["geodesic"].summary(frame_ps, e_min_tpsdps[START], e0), **common,
+                     "what": f"the main mode's paths ({recipe.mode} geodesic)",
+                     "n_force_evaluations": main["energy_evals_sampling"],
+                     "stiffness_min_kj_mol_nm2": float(stiffness.min()),
+                     "stiffness_max_kj_mol_nm2": float(stiffness.max()),
+                     "hit_rate_our_criterion": main["hit_rate"], "max_energy_mean": main["max_energy_mean"]},
+        "steered": {**steered.summary(frame_ps, e_min_tpsdps[START], e0), **common,
+                    "what": "steered MD: the same sampler, start, N, K and seeds (the same force-evaluation budget) on "
+                            "straight-line targets between the geodesic's first and last targets (aligned heavy-atom "
+                            "frame) with a constant stiffness equal to the geodesic's largest",
+                    "n_force_evaluations": int(acc["n_force"]), "n_energy_evaluations_analysis": int(acc["n_energy"]),
+                    "stiffness_min_kj_mol_nm2": float(k_line.min()), "stiffness_max_kj_mol_nm2": float(k_line.max()),
+                    "hit_rate_our_criterion": float(hit_ours.mean()), "max_energy_mean": float(max_e.mean()),
+                    "max_energy_std": float(max_e.std()), "sampling_seconds": acc["seconds"]},
+    }
+    differences = (f"our paths: sampled in vacuum without cutoff and with flexible X-H bonds (LangevinMiddle, "
+                   f"{recipe.timestep * 1000:g} fs, friction {recipe.friction:g}/ps, {recipe.temperature:g} K) from "
+                   f"our vacuum C5 minimum, {len(targets)} x {k} steps = {len(targets) * k * recipe.timestep:g} ps "
+                   f"(theirs 1 ps), {recipe.n_paths} paths per method (theirs 64); only the scoring energies use "
+                   "their set-up")
+    out = protocol_section(setup, target, methods, e_min_tpsdps[START], e_min_tpsdps[END],
+                           system.positions_of(END), heavy, differences)
+    out["seconds"] = time.perf_counter() - t0
+    return out
 
 
 def _plot(system, feat, model, md_phi, md_psi, samples: dict, geos: dict, path: Path, recipe: Recipe,

@@ -10,7 +10,7 @@ reaches phi > 0 after leaving the start state (see :mod:`tps_diffusion.bench.ald
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import mdtraj
 import numpy as np
@@ -18,6 +18,7 @@ import numpy as np
 from ..molecular.catalogue import ALDP_STATE_RADIUS
 from ..molecular.dynamics import Dynamics
 from ..molecular.paths import path_targets, sample_molecular_paths
+from ..molecular.restrained import PathSet
 from ..molecular.shooting import NoShootingFrames, ShootingFrames, in_states, shooting_frames
 from ..molecular.system import minimize_with_fixed_torsions
 from ..utils.angles import wrap
@@ -25,7 +26,8 @@ from ..utils.angles import wrap
 if TYPE_CHECKING:
     from .aldp import Recipe
 
-__all__ = ["END", "START", "crossing_analysis", "dihedrals", "mode_entry", "sample_mode", "target_dihedrals"]
+__all__ = ["END", "START", "chunk_dynamics", "crossing_analysis", "dihedrals", "mode_entry", "sample_mode",
+           "target_dihedrals"]
 
 START, END = "C5", "C7ax"
 
@@ -64,11 +66,19 @@ def target_dihedrals(system, feat, targets: np.ndarray) -> tuple[np.ndarray, np.
     return dihedrals(system, system.to_trajectory(full))
 
 
+def chunk_dynamics(recipe: Recipe, seed: int, chunk: int) -> Dynamics:
+    """The sampler settings of chunk ``chunk`` of a mode sampled with ``seed`` (:func:`sample_mode`)."""
+    return Dynamics(temperature=recipe.temperature, timestep=recipe.timestep, friction=recipe.friction,
+                    seed=seed * 100_003 + chunk, n_workers=recipe.n_workers)
+
+
 def sample_mode(system, model, geo, recipe: Recipe, n_paths: int, steps_per_point: int, seed: int, e0: float,
-                keep_traj: int, n_plot: int, progress: bool, n_shoot: int = 0) -> dict:
+                keep_traj: int, n_plot: int, progress: bool, n_shoot: int = 0,
+                on_chunk: Callable[[PathSet], None] | None = None) -> dict:
     """Sample ``n_paths`` in chunks; reduce each chunk to the statistics (bounded memory). The
     shooting frames of the first ``n_shoot`` paths (:func:`~tps_diffusion.molecular.shooting.
-    shooting_frames`, ``recipe.shoot_per_path`` per path) are kept as ``"shoot_frames"``."""
+    shooting_frames`, ``recipe.shoot_per_path`` per path) are kept as ``"shoot_frames"``.
+    ``on_chunk``: called with every chunk's PathSet (e.g. to score it another way) before it is dropped."""
     centre = system.states[START].centre
     target = system.states[END]
     max_e, hit, fin, cross, visits = [], [], [], [], []
@@ -78,9 +88,10 @@ def sample_mode(system, model, geo, recipe: Recipe, n_paths: int, steps_per_poin
     done, chunk = 0, 0
     while done < n_paths:
         n = min(recipe.chunk_paths, n_paths - done)
-        dyn = Dynamics(temperature=recipe.temperature, timestep=recipe.timestep, friction=recipe.friction,
-                       seed=seed * 100_003 + chunk, n_workers=recipe.n_workers)
+        dyn = chunk_dynamics(recipe, seed, chunk)
         ps = sample_molecular_paths(system, model, geo, n, steps_per_point, dynamics=dyn, progress=progress)
+        if on_chunk is not None:
+            on_chunk(ps)
         seconds += ps.wall_time_s
         n_force += ps.n_force_evaluations
         n_energy += ps.n_energy_evaluations

@@ -28,7 +28,7 @@ import numpy as np
 
 from ..molecular.superpose import superposed_msd
 
-__all__ = ["HIT_THRESHOLD_ANGSTROM", "NM_TO_ANGSTROM", "cut_index", "ets", "is_hit", "kabsch_rmsd",
+__all__ = ["HIT_THRESHOLD_ANGSTROM", "NM_TO_ANGSTROM", "cut_index", "ets", "is_hit", "kabsch_rmsd", "straight_targets",
            "max_energy_to_cut", "path_metrics", "rmsd_at_cut_angstrom"]
 
 #: hit threshold of the protocol: C-alpha RMSD to the target at the cut frame, Angstrom (inclusive)
@@ -224,3 +224,11 @@ def path_metrics(trajectories, energies, target, heavy_indices: Sequence[int], c
         "max_energy_to_cut_kj_mol": peak.tolist(),
     }
     return out
+
+
+def straight_targets(first: np.ndarray, last: np.ndarray, n_points: int) -> np.ndarray:
+    """``n_points`` targets ``(N, n_sel, 3)`` nm on the straight line from ``first`` to ``last``
+    (both ``(n_sel, 3)`` nm in one frame), endpoints included."""
+    s = np.linspace(0.0, 1.0, int(n_points))[:, None, None]
+    first, last = np.asarray(first, dtype=np.float64), np.asarray(last, dtype=np.float64)
+    return first[None] + s * (last - first)[None]
