@@ -4,7 +4,7 @@
 import numpy as np
 import torch
 
-from tps_diffusion.core.langevin import annealed_langevin, langevin, tilt_schedule
+from tps_diffusion.core.langevin import annealed_langevin, langevin, respace_by_tilt, tilt_schedule
 from tps_diffusion.core.normalizer import Normalizer
 from tps_diffusion.core.schedule import alpha_sigma
 
@@ -48,3 +48,27 @@ def test_recorded_energies_are_energies_of_recorded_frames():
     s = annealed_langevin(U, torch.ones(3, 2), torch.ones(3), torch.zeros(2), 8, 5, 1e-2,
                           seed=3, device="cpu", progress=False)
     torch.testing.assert_close(s.energies, U(s.paths))
+
+
+def test_respace_by_tilt_gives_equal_restraint_kicks():
+    """After respacing, sqrt(k_n) |c_{n+1} - c_n| is the same for every block (to the
+    interpolation error), the endpoints are unchanged, and a curve that already has equal kicks
+    is left as it is."""
+    n = 400
+    t = torch.linspace(0.0, 1.0, n, dtype=torch.float64)
+    lam = -2.0 + 6.0 * t  # stiffness exp(lam) grows 400-fold along the curve
+    curve = torch.stack([lam, 3.0 * t, torch.sin(2.0 * t)], dim=1)
+    norm = Normalizer.identity(2)
+    out = respace_by_tilt(curve, norm, n_points=60)
+    assert out.shape == (60, 3)
+    assert torch.allclose(out[0], curve[0]) and torch.allclose(out[-1], curve[-1])
+    c, k = tilt_schedule(out, norm)
+    kicks = (k[1:] * k[:-1]).sqrt().sqrt() * (c[1:] - c[:-1]).norm(dim=-1)
+    assert float(kicks.std() / kicks.mean()) < 0.02
+    # the original spacing was far from equal kicks
+    c0, k0 = tilt_schedule(curve, norm)
+    kicks0 = (k0[1:] * k0[:-1]).sqrt().sqrt() * (c0[1:] - c0[:-1]).norm(dim=-1)
+    assert float(kicks0.std() / kicks0.mean()) > 0.3
+    again = respace_by_tilt(out, norm)  # moves each point by a few % of a block at most
+    block = (out[1:] - out[:-1]).abs().max(0).values
+    assert torch.all((again - out).abs().max(0).values < 0.05 * block)

@@ -5,7 +5,7 @@ import pytest
 import torch
 from conftest import GaussianDenoiser
 
-from tps_diffusion.core.denoiser import DenoiserConfig
+from tps_diffusion.core.denoiser import Denoiser, DenoiserConfig
 from tps_diffusion.core.normalizer import Normalizer
 from tps_diffusion.core.training import DiffusionModel, TrainConfig, train
 
@@ -16,9 +16,10 @@ def gaussian_samples(n=4000, seed=0):
     return np.random.default_rng(seed).normal([1.0, -2.0], 0.5, size=(n, 2))
 
 
-def test_denoiser_learns_gaussian_posterior_mean():
+@pytest.mark.parametrize("architecture", ["mlp", "convex"])
+def test_denoiser_learns_gaussian_posterior_mean(architecture):
     samples = gaussian_samples()
-    model = train(samples, DenoiserConfig(dim=2, sigma_data=1.0, **SMALL),
+    model = train(samples, DenoiserConfig(dim=2, sigma_data=1.0, architecture=architecture, **SMALL),
                   TrainConfig(steps=800, batch_size=256, lr=3e-3, lam_min=-6, lam_max=6, lam_sampling="importance"),
                   progress=False, device="cpu")
     norm = model.normalizer
@@ -87,3 +88,34 @@ def test_bad_samples_are_rejected():
         train(np.zeros(10), progress=False)
     with pytest.raises(ValueError, match="unknown lam_sampling"):
         TrainConfig(lam_sampling="fancy")
+
+
+def test_convex_denoiser_jacobian_is_symmetric_positive_semidefinite():
+    """The convex architecture's Jacobian dD/dx is a Hessian of a convex function (plus a
+    non-negative multiple of the identity): symmetric and PSD at any point and noise level,
+    untrained or not; the free MLP has no such structure."""
+    torch.manual_seed(0)
+    den = Denoiser(DenoiserConfig(dim=6, architecture="convex", hidden=32, depth=3, sigma_data=0.3)).double()
+    with torch.no_grad():  # a random (not just initial) convex network
+        for p in den.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    x = 3.0 * torch.randn(8, 6, dtype=torch.float64)
+    lam = torch.linspace(-8.0, 8.0, 8, dtype=torch.float64)
+    for i in range(8):
+        jac = torch.func.jacrev(lambda v, i=i: den(v[None], lam[i:i + 1])[0])(x[i])
+        assert torch.allclose(jac, jac.T, atol=1e-12)
+        assert torch.linalg.eigvalsh(jac).min() >= -1e-12
+    # the explicit gradient is the gradient of the potential: finite differences of D along a
+    # line integrate to the potential difference, i.e. the Jacobian of D has zero curl (checked
+    # above as symmetry) -- and torch's forward mode agrees with reverse mode
+    v = torch.randn(6, dtype=torch.float64)
+    _, jv = torch.func.jvp(lambda y: den(y[None], lam[:1])[0], (x[0],), (v,))
+    jac0 = torch.func.jacrev(lambda y: den(y[None], lam[:1])[0])(x[0])
+    assert torch.allclose(jv, jac0 @ v, atol=1e-12)
+
+
+def test_convex_denoiser_refuses_periodic_inputs():
+    with pytest.raises(ValueError, match="non-periodic"):
+        DenoiserConfig(dim=2, periodic=[True, False], architecture="convex")
+    with pytest.raises(ValueError, match="architecture"):
+        DenoiserConfig(dim=2, architecture="resnet")

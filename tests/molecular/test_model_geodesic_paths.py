@@ -77,6 +77,18 @@ def test_end_to_end_paths_have_openmm_energies(aldp, trained):
     assert (paths.settings["geodesic"]["n_points"] == 6
             and paths.settings["min_lambda"] == pytest.approx(float(z[:, 0].min())))
 
+    # respaced targets: same endpoints and stiffness range, equal restraint kicks sqrt(k) |T_{n+1} - T_n| (kT units)
+    t_tilt, k_tilt = path_targets(aldp, model, geo, spacing="tilt")
+    np.testing.assert_allclose(t_tilt[[0, -1]], targets[[0, -1]], atol=1e-12)
+    np.testing.assert_allclose(k_tilt[[0, -1]], k[[0, -1]], rtol=1e-12)
+    kicks = (k_tilt[1:] * k_tilt[:-1] / aldp.kT**2) ** 0.25 * np.linalg.norm((t_tilt[1:] - t_tilt[:-1]).reshape(5, -1),
+                                                                              axis=1)
+    kicks_geo = (k[1:] * k[:-1] / aldp.kT**2) ** 0.25 * np.linalg.norm((targets[1:] - targets[:-1]).reshape(5, -1),
+                                                                        axis=1)
+    assert kicks.std() / kicks.mean() < kicks_geo.std() / kicks_geo.mean()
+    with pytest.raises(ValueError, match="spacing"):
+        path_targets(aldp, model, geo, spacing="uniform")
+
 
 def test_checkpoint_round_trip_rebuilds_featurizer(aldp, md, trained):
     model, path = trained

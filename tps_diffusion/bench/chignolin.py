@@ -57,9 +57,9 @@ from ..molecular.restrained import sample_paths
 from ..plotting import save_figure
 from ..utils.files import check_writable, write_json
 from ..utils.provenance import versions
-from .path_metrics import NM_TO_ANGSTROM, kabsch_rmsd, path_metrics
+from .path_metrics import NM_TO_ANGSTROM, kabsch_rmsd, path_metrics, straight_targets
 
-__all__ = ["PUBLISHED", "SOLVENTS", "Recipe", "check_recipe", "output_paths", "run", "straight_targets"]
+__all__ = ["PUBLISHED", "SOLVENTS", "Recipe", "check_recipe", "output_paths", "run"]
 
 START, END = "unfolded", "folded"
 #: --solvent -> built-in system
@@ -106,6 +106,7 @@ class Recipe:
     md_equilibration: int = 0
     # features and model
     selection: str = "heavy"
+    architecture: str = "mlp"  # denoiser: "mlp" or "convex" (a Jacobian that is PSD by construction)
     hidden: int = 256
     depth: int = 4
     sigma_data: float = 0.25
@@ -122,6 +123,7 @@ class Recipe:
     geodesic_lr: float = 0.1
     # paths (geodesic and steered baseline alike): N * K * dt = 100 * 25 * 2 fs = 5 ps
     steps_per_point: int = 25  # K
+    spacing: str = "geodesic"  # "tilt": respace the curve to equal restraint kicks per block (paths.path_targets)
     n_paths: int = 64
     record_interval: int = 1  # steps between recorded frames (cut, RMSD and energies are taken on these)
     # analysis and output
@@ -194,14 +196,6 @@ def output_paths(out: Path) -> dict[str, Path]:
             "pdb": out.with_name(f"{out.stem}_paths.pdb")}
 
 
-def straight_targets(first: np.ndarray, last: np.ndarray, n_points: int) -> np.ndarray:
-    """``n_points`` targets ``(N, n_sel, 3)`` nm on the straight line from ``first`` to ``last``
-    (both ``(n_sel, 3)`` nm in one frame), endpoints included."""
-    s = np.linspace(0.0, 1.0, int(n_points))[:, None, None]
-    first, last = np.asarray(first, dtype=np.float64), np.asarray(last, dtype=np.float64)
-    return first[None] + s * (last - first)[None]
-
-
 # ---------------------------------------------------------------------------------------------
 # the benchmark
 
@@ -258,7 +252,8 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
     t0 = time.perf_counter()
     model = train_on_samples(
         system, md, recipe.selection,
-        model_config=dict(hidden=recipe.hidden, depth=recipe.depth, sigma_data=recipe.sigma_data),
+        model_config=dict(hidden=recipe.hidden, depth=recipe.depth, sigma_data=recipe.sigma_data,
+                          architecture=recipe.architecture),
         train_config=dict(steps=recipe.train_steps, batch_size=recipe.batch_size, lr=recipe.lr,
                           lam_sampling=recipe.lam_sampling, seed=seed),
         device=dev, progress=progress)
@@ -271,7 +266,7 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
                              n_points=recipe.n_points, n_nodes=recipe.n_nodes, steps=recipe.geodesic_steps,
                              lr=recipe.geodesic_lr, seed=seed, progress=progress)
     seconds["geodesic"] = time.perf_counter() - t0
-    targets, stiffness = path_targets(system, model, geo)
+    targets, stiffness = path_targets(system, model, geo, spacing=recipe.spacing)
     start = geo.start().positions if geo.start().positions is not None else system.positions_of(START)
 
     # 4. paths along the geodesic and 5. the steered baseline: same sampler, start, N, K and seeds

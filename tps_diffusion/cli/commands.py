@@ -159,7 +159,7 @@ def cmd_train(args, run: Run) -> None:
               "n_frames": traj.n_frames}
     if sim_settings:
         recipe["simulate"] = {**sim_settings, "md_settings": producer.get("results", {}).get("md_settings")}
-    model_cfg = given(args, {"hidden": "hidden", "depth": "depth"})
+    model_cfg = given(args, {"hidden": "hidden", "depth": "depth", "architecture": "architecture"})
     train_cfg = given(args, {"steps": "steps", "batch_size": "batch_size", "lr": "lr", "warmup": "warmup",
                              "lam_min": "lam_min", "lam_max": "lam_max", "lam_sampling": "lam_sampling",
                              "checkpoint_every": "checkpoint_every", "seed": "seed"})
@@ -268,7 +268,7 @@ def cmd_sample(args, run: Run) -> None:
     check_writable_trajectory_path(dcd, run.overwrite, trajectory_bytes(n_frames, system.n_atoms))
     ps = sample_molecular_paths(system, model, geo, n_paths=args.paths, steps_per_point=args.steps_per_point,
                                 dynamics=dynamics(args), start=start, record_interval=args.record_interval,
-                                progress=run.progress)
+                                spacing=args.spacing, progress=run.progress)
     write_trajectory(ps.joined(), dcd, overwrite=run.overwrite, topology_pdb=True)
     run.output("paths", dcd)
     run.output("topology", dcd.with_suffix(".pdb"))

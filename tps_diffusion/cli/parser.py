@@ -224,6 +224,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, metavar="N", help=f"linear warm-up steps (default: {T['warmup']})")
     p.add_argument("--hidden", type=int, metavar="H", help=f"width of the MLP (default: {T['hidden']})")
     p.add_argument("--depth", type=int, metavar="L", help=f"hidden layers of the MLP (default: {T['depth']})")
+    p.add_argument("--architecture", choices=("mlp", "convex"),
+                   help="denoiser network: 'mlp' (default) or 'convex', the gradient of a potential convex in the "
+                        "coordinates, whose Jacobian (the posterior covariance) is positive semi-definite by "
+                        "construction, so the learned metric cannot go negative along x (docs/method.md, section 2)")
     p.add_argument("--lam-min", type=float, metavar="LAMBDA", help=f"lowest training log-SNR (default: {T['lam_min']})")
     p.add_argument("--lam-max", type=float, metavar="LAMBDA",
                    help=f"highest training log-SNR (default: {T['lam_max']})")
@@ -296,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="temperature in K; also sets kT of the restraint (default: that of the model's training data)")
     p.add_argument("--record-interval", type=int, default=1, metavar="STEPS",
                    help="record a frame every this many steps (must divide K)")
+    p.add_argument("--spacing", choices=("geodesic", "tilt"), default="geodesic",
+                   help="curve points as the geodesic has them, or 'tilt': respaced so that every block moves the "
+                        "restraint centre by the same number of restraint widths (more MD time where the restraint is "
+                        "stiff; docs/method.md, section 5)")
     p.add_argument("--start", metavar="STATE|FILE", help="start structure (default: the geodesic's start)")
     p.add_argument("--platform", metavar="NAME", help="OpenMM platform (default: Reference below 200 atoms)")
     _common(p)

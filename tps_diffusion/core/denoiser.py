@@ -7,9 +7,16 @@ preconditioning written for the VP schedule: with ``x' = x / alpha`` and ``s = s
 ``c_in = 1 / sqrt(s^2 + sd^2)`` and ``sd`` is the data standard deviation. The network output
 ``F`` then has unit-scale targets at every noise level.
 
-Periodic inputs (dihedrals, radians) get ``alpha * (sin k x', cos k x')`` features,
-``k = 1..n_freq``: periodic in the clean coordinate, and fading out (with bounded
-derivatives) at low SNR where ``x'`` is mostly noise.
+Two architectures for ``F`` (``DenoiserConfig.architecture``):
+
+* ``"mlp"``: an MLP on sinusoidal embeddings of the log-SNR and of the inputs. Periodic inputs
+  (dihedrals, radians) get ``alpha * (sin k x', cos k x')`` features, ``k = 1..n_freq``: periodic
+  in the clean coordinate, and fading out (with bounded derivatives) at low SNR where ``x'`` is
+  mostly noise.
+* ``"convex"``: ``F = grad_u Psi(u, lam)`` with ``u = c_in x'`` and ``Psi`` convex in ``u``
+  (:mod:`tps_diffusion.core.convex_potential`), so that ``dD/dx = (c_skip + c_out c_in Hess Psi) /
+  alpha`` is symmetric positive semi-definite like the true posterior covariance it estimates.
+  Non-periodic inputs only.
 """
 
 from __future__ import annotations
@@ -20,8 +27,12 @@ from dataclasses import asdict, dataclass, field
 import torch
 from torch import Tensor, nn
 
-from .checks import check_int, check_real, short
+from .checks import check_choice, check_int, check_real, short
+from .convex_potential import ConvexPotentialGradient
 from .schedule import alpha_sigma
+
+#: values of ``DenoiserConfig.architecture``
+ARCHITECTURES = ("mlp", "convex")
 
 
 @dataclass
@@ -36,12 +47,14 @@ class DenoiserConfig:
     n_freq: int = 8
     lam_freq: int = 16
     lam_range: tuple[float, float] = (-12.0, 12.0)
+    architecture: str = "mlp"  # or "convex": a Jacobian that is symmetric positive semi-definite by construction
 
     def __post_init__(self):
         self.validate()
 
     def validate(self) -> None:
         """Raise a one-line ValueError/TypeError naming the field and its allowed range if a setting is invalid."""
+        check_choice(self.architecture, "DenoiserConfig.architecture", ARCHITECTURES)
         check_int(self.dim, "DenoiserConfig.dim", 1, "the data dimension is the number of features per sample")
         check_int(self.hidden, "DenoiserConfig.hidden", 1, "use a layer width such as 256")
         check_int(self.depth, "DenoiserConfig.depth", 0, "use a number of hidden layers such as 4")
@@ -59,6 +72,9 @@ class DenoiserConfig:
                 or len(self.lam_range) != 2:
             raise TypeError(f"DenoiserConfig.lam_range must be a pair (lo, hi), got {short(self.lam_range)}; pass e.g. "
                             "(-12.0, 12.0)")
+        if self.architecture == "convex" and any(self.periodic):
+            raise ValueError("DenoiserConfig.architecture 'convex' takes non-periodic (Cartesian) inputs only; use "
+                             "architecture='mlp' for periodic features such as dihedrals")
         lo, hi = self.lam_range
         check_real(lo, "DenoiserConfig.lam_range[0]")
         check_real(hi, "DenoiserConfig.lam_range[1]")
@@ -97,6 +113,9 @@ class Denoiser(nn.Module):
         # periodic dims: integer frequencies of the angle; others: up to 2 pi per data std
         self.register_buffer("periodic_mask", mask)
         self.register_buffer("omega", torch.where(mask, k, k * (2 * math.pi / config.n_freq)))  # (F, D)
+        if config.architecture == "convex":
+            self.net = ConvexPotentialGradient(config.dim, config.hidden, config.depth, 2 * config.lam_freq)
+            return
         n_in = config.dim * (1 + 2 * config.n_freq) + 2 * config.lam_freq
         layers: list[nn.Module] = []
         width = n_in
@@ -114,12 +133,15 @@ class Denoiser(nn.Module):
         sd2 = self.config.sigma_data**2
         c_skip, c_out, c_in = sd2 / (s2 + sd2), (s2 * sd2 / (s2 + sd2)).sqrt(), (s2 + sd2).rsqrt()
         xp = x / alpha
+        lam_features = lam_embedding(lam, self.config.lam_freq, self.config.lam_range)
+        if self.config.architecture == "convex":
+            return self.net(c_in * xp, lam_features), xp, c_skip, c_out
         base = torch.where(self.periodic_mask, xp, c_in * xp)
         ang = base[:, None, :] * self.omega.to(x.dtype)  # (M, F, D)
         amp = torch.where(self.periodic_mask, alpha, torch.ones_like(alpha))[:, None, :]
         h = torch.cat(
             [c_in * xp, (amp * ang.sin()).flatten(1), (amp * ang.cos()).flatten(1),
-             lam_embedding(lam, self.config.lam_freq, self.config.lam_range)],
+             lam_features],
             dim=-1,
         )
         return self.net(h), xp, c_skip, c_out
