@@ -27,6 +27,29 @@ def aldp2d(r: dict) -> str:
     return "\n".join(rows)
 
 
+def chignolin(r: dict) -> str:
+    """One row per method of a chignolin report: TPS-DPS's metrics, ETS over the thermal max, the metric check."""
+    rec, check = r["recipe"], r["metric_check"]
+    thermal = r["thermal_baseline"]["thermal_max_kj_mol"]
+    rows = []
+    for name, m in r["methods"].items():
+        ets = m["ets_kj_mol_mean"]
+        ets_txt = "-" if ets is None else f"{ets:.0f} +- {m['ets_kj_mol_std'] or 0:.0f} ({ets - thermal:+.0f})"
+        steps = rec["steps_per_point"] * rec["n_points"]
+        rows.append(f"| {r['solvent']} | {rec['selection']} | {rec.get('architecture', 'mlp')} | {rec['mode']} | "
+                    f"{rec.get('spacing', 'geodesic')} | {steps} | {name} | "
+                    f"{m['n_paths']} | {m['hit_percent']:.0f} % | {m['rmsd_angstrom_mean']:.2f} | "
+                    f"{m['ca_rmsd_angstrom_mean']:.2f} | {ets_txt} | "
+                    f"{100 * check['negative_mass']:.0f} % | {r['energy_evals']['total'] / 1e6:.2f} M |")
+    return "\n".join(rows)
+
+
+CHIGNOLIN_HEADER = ("| solvent | restrained atoms | denoiser | geodesic mode | spacing | steps per path | method "
+                    "| paths | hit | heavy-atom RMSD at cut (A) | C-alpha RMSD at cut (A) "
+                    "| ETS kJ/mol (minus thermal max) | metric negative mass | force evaluations (MD + paths) |\n"
+                    + "|---" * 14 + "|")
+
+
 def generic(r: dict) -> str:
     keys = [k for k, v in r.items() if isinstance(v, (int, float)) and not isinstance(v, bool)]
     return "\n".join(["| figure | value |", "|---|---|"] + [f"| {k} | {r[k]:.4g} |" for k in keys])
@@ -37,9 +60,18 @@ def main(argv=None) -> int:
     ap.add_argument("reports", nargs="+", metavar="JSON",
                     help="report of 'tps-diffusion bench NAME --out FILE' (e.g. benchmarks/aldp2d.json)")
     args = ap.parse_args(argv)
+    reports = []
     for path in args.reports:
         with open(path) as fh:
-            report = json.load(fh)
+            reports.append((path, json.load(fh)))
+    chig = [r for _, r in reports if r.get("benchmark") == "chignolin"]
+    if chig:  # one table for all chignolin reports (an ablation)
+        print(CHIGNOLIN_HEADER)
+        print("\n".join(chignolin(r) for r in chig))
+        print()
+    for path, report in reports:
+        if report.get("benchmark") == "chignolin":
+            continue
         print(f"### {path}\n")
         print(aldp2d(report) if report.get("benchmark") == "aldp2d" else generic(report))
         print()

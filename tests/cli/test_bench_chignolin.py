@@ -117,7 +117,8 @@ def test_recipe_defaults_and_checks():
     r = Recipe()
     assert r.solvent == "gbn2" and r.n_paths == 64 and r.steps_per_path * 0.002 == pytest.approx(5.0)
     md = 2 * r.md_runs_per_start * r.md_steps
-    assert md + r.n_paths * r.steps_per_path == 2_000_000
+    assert md + r.n_paths * r.steps_per_path <= 2_000_000  # the budget: MD data + 64 paths
+    assert r.architecture == "convex"
     assert Recipe.quick().steps_per_path * 0.002 == pytest.approx(5.0)
     check_recipe(r)
     check_recipe(Recipe.quick())

@@ -9,7 +9,8 @@ hairpin):
 
 1. basin-only MD: independent Langevin runs from the minimised unfolded and folded structures
    (no transition data);
-2. training: Cartesian features of the 77 solute heavy atoms (231 features) -> denoiser;
+2. training: Cartesian features of the 77 solute heavy atoms (231 features) -> denoiser (the convex
+   architecture by default: a Jacobian that is positive semi-definite by construction);
 3. geodesic unfolded -> folded in diffusion spacetime (mode ``unconstrained``; above 96 features
    the divergence uses 8 Hutchinson probes);
 4. paths: annealed Langevin under the force field with a harmonic restraint towards the
@@ -88,9 +89,11 @@ PUBLISHED = {
 class Recipe:
     """Every setting of the benchmark (written to the JSON). Times in ps, temperatures in K, stiffness kJ/mol/nm^2.
 
-    Defaults: the real run, ~2.0 M force evaluations for the method (MD data 2 x 8 x 115,000 =
-    1,840,000 steps + 64 paths x 100 x 25 = 160,000 steps); the steered baseline adds the same
-    160,000 and the thermal baseline 2 x 4 x 2,500 steps (analysis).
+    Defaults: the real run, 0.56 M force evaluations for the method (MD data 2 x 4 x 50,000 =
+    400,000 steps + 64 paths x 100 x 25 = 160,000 steps); the steered baseline adds the same
+    160,000 and the thermal baseline 2 x 4 x 2,500 steps (analysis). The denoiser is the convex
+    architecture (docs/method.md, section 2): with the free MLP two thirds of the geodesic's metric
+    mass was negative on this system.
     """
 
     solvent: str = "gbn2"  # "gbn2" (the published protocol) or "obc2" (several times faster on CPU)
@@ -100,17 +103,17 @@ class Recipe:
     platform: str | None = None  # OpenMM platform; None: the system's (Reference below 200 atoms)
     n_workers: int = 2
     # MD training data: independent runs from the two minima (no transition data)
-    md_runs_per_start: int = 8
-    md_steps: int = 115_000
+    md_runs_per_start: int = 4
+    md_steps: int = 50_000
     md_report_interval: int = 50
     md_equilibration: int = 0
     # features and model
     selection: str = "heavy"
-    architecture: str = "mlp"  # denoiser: "mlp" or "convex" (a Jacobian that is PSD by construction)
+    architecture: str = "convex"  # denoiser: "convex" (a Jacobian that is PSD by construction) or "mlp"
     hidden: int = 256
     depth: int = 4
     sigma_data: float = 0.25
-    train_steps: int = 6000
+    train_steps: int = 3000
     batch_size: int = 512
     lr: float = 2e-3
     lam_sampling: str = "importance"
