@@ -6,6 +6,7 @@ mdtraj-style plotting helpers do.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -99,7 +100,7 @@ def plot_cv_paths(system, trajectories, ax=None, n_show: int = 50) -> plt.Axes:
     if len(cvs) < 2:
         ax.set_visible(False)
         return ax
-    values = [np.stack([cv.compute(t) for cv in cvs], -1) for t in list(trajectories)[:n_show]]
+    values = [np.stack([cv.compute(t) for cv in cvs], -1) for t in itertools.islice(trajectories, n_show)]
     periodic = all(cv.periodic for cv in cvs)
     plot_paths(values, ax=ax, n_show=n_show, periodic=periodic, color="C0", alpha=0.5)
     for s in system.states.values():

@@ -319,3 +319,30 @@ def test_bench_dispatch(tmp_path, monkeypatch, capsys):
     assert calls["kernel"] == dict(out=out, device="auto", quick=True)
     assert main(["bench", "kernel", "--out", str(out), "--paths", "3"]) == 1
     assert "--paths" in one_line_error(capsys)
+
+
+def test_sample_interrupted_resumes_to_the_same_run(chain, tmp_path, monkeypatch):
+    from tps_diffusion.cli.verify import compare_runs
+    from tps_diffusion.molecular.pathstore import PathStore
+
+    base = ["sample", "--model", str(chain["train"] / "model.pt"), "--geodesic", str(chain["geo"] / "geodesic.npz"),
+            "--paths", "5", "--steps-per-point", "4", "--workers", "1", "--quiet"]
+    run_ok([*base, "--run-dir", str(tmp_path / "whole")])
+    write, calls = PathStore.write, []
+
+    def interrupted(self, *args):
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        calls.append(args[0])
+        return write(self, *args)
+
+    monkeypatch.setattr(PathStore, "write", interrupted)
+    assert main([*base, "--run-dir", str(tmp_path / "r")]) == 130  # Ctrl-C after 3 paths: they are kept
+    monkeypatch.setattr(PathStore, "write", write)
+    staging = tmp_path / ".r.staging"
+    assert len(list((staging / "paths.store").glob("path_*.npz"))) == 3
+    run_ok([*base, "--run-dir", str(tmp_path / "r"), "--resume"])
+    assert not (tmp_path / "r" / "paths.store").exists() and not staging.exists()
+    rows = compare_runs(tmp_path / "whole", tmp_path / "r")
+    assert rows and all(verdict == "same" for _, verdict in rows), rows
+    assert main([*base, "--run-dir", str(tmp_path / "r"), "--resume"]) == 1  # a complete run: nothing to resume

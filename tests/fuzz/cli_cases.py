@@ -40,6 +40,13 @@ CASES: list[tuple[str, list[str], str]] = [
     ("simulate report-interval 0", [*SIM, "--report-interval", "0"], "error"),
     ("simulate report-interval > steps", [*SIM, "--steps", "5", "--report-interval", "10"], "error"),
     ("simulate steps nan", [*SIM, "--steps", "nan"], "error"),
+    ("simulate malformed scheduler address", [*SIM, "--scheduler", "not::an::address"], "error"),
+    ("simulate missing scheduler file", [*SIM, "--scheduler", "{tmp}/missing.json"], "error"),
+    ("simulate jobs without cluster", [*SIM, "--jobs", "2"], "error"),
+    ("simulate scheduler and cluster", [*SIM, "--scheduler", "tcp://127.0.0.1:1", "--cluster", "local"], "error"),
+    ("simulate missing cluster config", [*SIM, "--cluster", "slurm", "--cluster-config", "{tmp}/missing.toml"],
+     "error"),
+    ("simulate cluster config not TOML", [*SIM, "--cluster", "pbs", "--cluster-config", "{garbage_npz}"], "error"),
     # train
     ("train missing data", ["train", "--data", "{tmp}/missing.dcd", *TRAIN], "error"),
     ("train truncated DCD", ["train", "--data", "{truncated}", "--top", "{sim}/samples.pdb", *TRAIN], "error"),
@@ -78,6 +85,9 @@ CASES: list[tuple[str, list[str], str]] = [
     ("sample negative temperature", ["sample", "--geodesic", "{geo}/geodesic.npz", "--temperature", "-300"], "error"),
     ("sample corrupt geodesic", ["sample", "--geodesic", "{garbage_npz}"], "error"),
     ("sample missing geodesic", ["sample", "--geodesic", "{tmp}/missing.npz"], "error"),
+    ("sample resume without run-dir", ["sample", "--geodesic", "{geo}/geodesic.npz", "--resume"], "error"),
+    ("sample resume into a simulate run", ["sample", "--geodesic", "{geo}/geodesic.npz", "--resume", "--run-dir",
+                                           "{sim}"], "error"),
     # export
     ("export nothing", ["export", *PATHS], "error"),
     ("export frames 100000", ["export", *PATHS, "--plumed", "--frames", "100000"], "error"),

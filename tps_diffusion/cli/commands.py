@@ -8,6 +8,7 @@ import importlib.util
 import inspect
 import math
 import os
+import shutil
 import sys
 import warnings
 from pathlib import Path
@@ -19,17 +20,19 @@ from ..core.training import DiffusionModel
 from ..handoff import OPS_INSTALL, write_ops_storage, write_plumed_path, write_state_xml, write_string_images
 from ..molecular.committor import committor, transition_state_ensemble
 from ..molecular.dynamics import Dynamics
-from ..molecular.formats import check_writable_trajectory_path, load_samples, write_trajectory
+from ..molecular.formats import check_writable_trajectory_path, load_samples, write_dcd_stream, write_trajectory
 from ..molecular.geodesic import MolecularGeodesic, molecular_geodesic
 from ..molecular.limits import check_output_dir
 from ..molecular.md import run_md
 from ..molecular.model import MolecularModel, train_on_samples
 from ..molecular.paths import sample_molecular_paths
+from ..molecular.pathstore import StoreMismatch
 from ..molecular.shooting import CheckpointMismatch, as_state_test, remove_checkpoint, shooting_frames, two_way_shooting
 from ..plotting import plot_committor, plot_cv_paths, plot_log_snr, plot_path_energies, save_figure
 from ..utils.files import atomic_path, write_json
 from ..utils.provenance import jsonable
 from .content import sha256
+from .executors import executor_for, executor_spec
 from .inputs import (
     atom_selection,
     load_path,
@@ -43,6 +46,8 @@ from .inputs import (
 from .rundir import MANIFEST, PROG, Run, producer_manifest, read_json
 
 PATHS_FORMAT = "tps_diffusion.paths/1"
+#: where 'sample' streams its paths while it runs (inside the unpublished run directory; removed at the end)
+PATH_STORE = "paths.store"
 
 #: manifest keys of the files 'shoot' writes (ShootingResult.save), when present
 SHOOT_OUTPUTS = {"summary": "shooting.json", "shots": "shots.json", "committor": "committor.json",
@@ -112,9 +117,10 @@ def cmd_simulate(args, run: Run) -> None:
     traj_path = run.path(f"samples.{args.format}")
     n_frames = len(states) * args.runs_per_state * (args.steps // args.report_interval)
     check_writable_trajectory_path(traj_path, run.overwrite, trajectory_bytes(n_frames, system.n_atoms))
-    md = run_md(system, list(states), n_steps=args.steps, report_interval=args.report_interval,
-                dynamics=dynamics(args), n_runs_per_start=args.runs_per_state, n_equilibration=args.equilibration,
-                progress=run.progress)
+    with executor_for(args) as executor:
+        md = run_md(system, list(states), n_steps=args.steps, report_interval=args.report_interval,
+                    dynamics=dynamics(args), n_runs_per_start=args.runs_per_state, n_equilibration=args.equilibration,
+                    progress=run.progress, executor=executor)
     write_trajectory(md.trajectory, traj_path, overwrite=run.overwrite, topology_pdb=args.format in ("dcd", "xtc"))
     run.output("trajectory", traj_path)
     if args.format in ("dcd", "xtc"):
@@ -247,6 +253,12 @@ def cmd_geodesic(args, run: Run) -> None:
 
 
 def cmd_sample(args, run: Run) -> None:
+    previous = read_json(run.staging / MANIFEST) if run.resumed else None
+    if previous is not None and (previous.get("command") != "sample" or previous.get("status") == "ok"):
+        command = previous.get("command")
+        what = "a complete 'sample' run" if command == "sample" else f"a '{command}' run"
+        raise ValueError(f"{run.dir} holds {what}: nothing to resume; use --overwrite to sample again, or give the "
+                         f"--run-dir of an interrupted 'sample'")
     geo = MolecularGeodesic.load(args.geodesic)
     model_path = args.model if args.model is not None else Path(args.geodesic).parent / geo.labels["model"]
     model = MolecularModel.load(model_path, None, device="cpu")
@@ -265,15 +277,34 @@ def cmd_sample(args, run: Run) -> None:
         start = s if isinstance(s, str) else np.asarray(s.xyz[0], dtype=float)
     dcd = run.path("paths.dcd")
     n_frames = args.paths * geo.curve.shape[-2] * (args.steps_per_point // args.record_interval)
-    check_writable_trajectory_path(dcd, run.overwrite, trajectory_bytes(n_frames, system.n_atoms))
-    ps = sample_molecular_paths(system, model, geo, n_paths=args.paths, steps_per_point=args.steps_per_point,
-                                dynamics=dynamics(args), start=start, record_interval=args.record_interval,
-                                spacing=args.spacing, progress=run.progress)
-    write_trajectory(ps.joined(), dcd, overwrite=run.overwrite, topology_pdb=True)
+    check_writable_trajectory_path(dcd, run.overwrite or run.resumed, trajectory_bytes(2 * n_frames, system.n_atoms))
+    store = run.path(PATH_STORE)  # paths stream here as they finish; an interrupted sample resumes from it
+    try:
+        with executor_for(args) as executor:
+            try:
+                ps = sample_molecular_paths(system, model, geo, n_paths=args.paths,
+                                            steps_per_point=args.steps_per_point, dynamics=dynamics(args), start=start,
+                                            record_interval=args.record_interval, spacing=args.spacing,
+                                            progress=run.progress, executor=executor, store=store)
+            except StoreMismatch:
+                if not run.resumed:
+                    raise
+                say(args, "sample: the interrupted paths were sampled with other settings; starting again")
+                shutil.rmtree(store)
+                ps = sample_molecular_paths(system, model, geo, n_paths=args.paths,
+                                            steps_per_point=args.steps_per_point, dynamics=dynamics(args), start=start,
+                                            record_interval=args.record_interval, spacing=args.spacing,
+                                            progress=run.progress, executor=executor, store=store)
+    except KeyboardInterrupt:
+        run.keep_unpublished("interrupted")
+        raise KeyboardInterrupt(f"sampling interrupted; the finished paths are kept: continue with the same command "
+                                f"plus --run-dir {run.dir} --resume") from None
+    write_dcd_stream(ps.trajectories, dcd, overwrite=run.overwrite or run.resumed, topology_pdb=True)  # path by path
     run.output("paths", dcd)
     run.output("topology", dcd.with_suffix(".pdb"))
+    overwrite = run.overwrite or run.resumed
     npz = run.path("paths.npz")
-    with atomic_path(npz, run.overwrite) as tmp, open(tmp, "wb") as fh:
+    with atomic_path(npz, overwrite) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, energies_kJ_mol=ps.energies, tilt_energies_kJ_mol=ps.tilt_energies, point_index=ps.point_index,
                  time_ps=ps.trajectories[0].time)
     run.output("energies", npz)
@@ -292,7 +323,7 @@ def cmd_sample(args, run: Run) -> None:
             "n_energy_evaluations": ps.n_energy_evaluations, "seeds": ps.seeds, "settings": ps.settings,
             "wall_time_s": ps.wall_time_s}
     js = run.path("paths.json")
-    write_json(js, jsonable(info), run.overwrite)
+    write_json(js, jsonable(info), overwrite)
     run.output("summary", js)
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
@@ -301,8 +332,9 @@ def cmd_sample(args, run: Run) -> None:
     plot_path_energies(ps.energies, ax=ax2, n_show=50)
     ax2.set_title("force-field energy along the paths")
     fig.tight_layout()
-    png = save_figure(fig, run.path("paths.png"), run.overwrite)
+    png = save_figure(fig, run.path("paths.png"), overwrite)
     run.output("plot", png)
+    shutil.rmtree(store)  # every output is written: the per-path files are not needed any more
     finite = max_e[np.isfinite(max_e)]
     summary = ({"mean": float(finite.mean()), "std": float(finite.std()), "min": float(finite.min())} if len(finite)
                else {"mean": None, "std": None, "min": None})
@@ -343,7 +375,7 @@ def cmd_shoot(args, run: Run) -> None:
                          f"disjoint --state-a/--state-b")
     in_a, in_b = as_state_test(system, names_a, "--state-a"), as_state_test(system, names_b, "--state-b")
     fixed = {k: sampled[k] for k in ("timestep", "friction") if getattr(args, k) is None and sampled.get(k)}
-    dyn = dynamics(args, **fixed).for_system(system)
+    dyn = dynamics(args, **fixed).for_system(system, check_platform=executor_spec(args) is None)
     max_steps = max(1, math.ceil(args.max_ps / dyn.timestep / args.check_interval)) * args.check_interval
     frames = shooting_frames(ps, in_a, in_b, select=args.frames, per_path=args.per_path, spacing=args.spacing)
     checkpoint = run.path("checkpoint")
@@ -351,17 +383,18 @@ def cmd_shoot(args, run: Run) -> None:
     def shoot():
         return two_way_shooting(system, frames, in_a, in_b, n_shots=args.shots, max_steps=max_steps,
                                 check_interval=args.check_interval, dynamics=dyn, tps_moves=args.tps_moves,
-                                tse_tol=args.tse_tol, checkpoint=checkpoint, progress=run.progress)
+                                tse_tol=args.tse_tol, checkpoint=checkpoint, progress=run.progress, executor=executor)
 
     try:
-        try:
-            res = shoot()
-        except CheckpointMismatch:
-            if not run.resumed:
-                raise
-            say(args, "shoot: the interrupted shots were made with other settings; starting again")
-            remove_checkpoint(checkpoint)
-            res = shoot()
+        with executor_for(args) as executor:
+            try:
+                res = shoot()
+            except CheckpointMismatch:
+                if not run.resumed:
+                    raise
+                say(args, "shoot: the interrupted shots were made with other settings; starting again")
+                remove_checkpoint(checkpoint)
+                res = shoot()
     except KeyboardInterrupt:
         run.keep_unpublished("interrupted")
         raise KeyboardInterrupt(f"shooting interrupted; continue with the same command plus --run-dir {run.dir} "
@@ -490,16 +523,11 @@ def cmd_analyze(args, run: Run) -> None:
         if not -fpp <= f < fpp:
             raise IndexError(f"frame {f} out of range for a path of {fpp} frames")
     frames = [int(f) % fpp for f in frames]
-    sa, sb = system.states[a], system.states[b]
-
-    def in_a(x):
-        return sa.contains(system.to_trajectory(x))
-
-    def in_b(x):
-        return sb.contains(system.to_trajectory(x))
-
-    res = committor(system, path.xyz[frames], in_a, in_b, n_shots=args.shots, max_steps=args.max_steps,
-                    check_interval=args.check_interval, dynamics=dynamics(args), progress=run.progress)
+    in_a, in_b = as_state_test(system, a, "--state-a"), as_state_test(system, b, "--state-b")  # picklable
+    with executor_for(args) as executor:
+        res = committor(system, path.xyz[frames], in_a, in_b, n_shots=args.shots, max_steps=args.max_steps,
+                        check_interval=args.check_interval, dynamics=dynamics(args), progress=run.progress,
+                        executor=executor)
     tse = transition_state_ensemble(res, tol=args.tse_tol)
     report = {"state_a": a, "state_b": b, "path_index": args.path_index, "frames": frames,
               "transition_state_ensemble": {"frames": [frames[i] for i in tse], "indices": tse.tolist(),

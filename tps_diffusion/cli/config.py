@@ -14,12 +14,16 @@ import tomllib
 from ..utils.files import write_json
 from .commands import say
 from .content import sha256
+from .executors import executor_for, executor_spec
 from .parser import STAGES, UsageError, build_parser
 from .rundir import MANIFEST, PROG, USER_ERRORS, Run, one_line, read_json
 from .transaction import staging_of
 
 #: top-level config keys and the stages that take them as options
 _GLOBAL_KEYS = ("system", "seed", "device", "platform")
+#: top-level keys (and options of 'run') that say where the stages' parallel work runs: one Dask cluster for the
+#: whole run; not part of what a stage's result depends on (the results are the same wherever the work runs)
+_EXECUTOR_KEYS = ("scheduler", "cluster", "cluster-config", "jobs")
 
 
 def _load_config(path: Path) -> dict:
@@ -63,9 +67,12 @@ def _section_argv(section: dict, stage: str) -> list[str]:
 
 
 def _stage_key(options: dict) -> str:
-    """What a stage's result depends on: its options, with every input file replaced by its sha256."""
+    """What a stage's result depends on: its options, with every input file replaced by its sha256
+    (where the work runs, :data:`_EXECUTOR_KEYS`, is left out)."""
     keyed = {}
     for key, value in options.items():
+        if key in _EXECUTOR_KEYS:
+            continue
         values = value if isinstance(value, list) else [value]
         paths = [Path(str(v)) for v in values]
         is_file = bool(paths) and all(isinstance(v, (str, Path)) and p.is_file() for v, p in zip(values, paths))
@@ -103,10 +110,23 @@ def run_config(args, run: Run, execute: Callable[[argparse.Namespace, list[str]]
     unknown = set(sections) - set(STAGES)
     if unknown:
         raise ValueError(f"{args.config}: unknown section(s) {sorted(unknown)}; sections: {', '.join(STAGES)}")
-    bad = set(top) - set(_GLOBAL_KEYS) - {"run-dir", "overwrite", "quiet"}
+    bad = set(top) - set(_GLOBAL_KEYS) - set(_EXECUTOR_KEYS) - {"run-dir", "overwrite", "quiet"}
     if bad:
         raise ValueError(f"{args.config}: unknown top-level key(s) {sorted(bad)}; "
-                         f"allowed: {', '.join(_GLOBAL_KEYS)}, run-dir, overwrite, quiet")
+                         f"allowed: {', '.join(_GLOBAL_KEYS + _EXECUTOR_KEYS)}, run-dir, overwrite, quiet")
+    for key in _EXECUTOR_KEYS:  # the command line wins over the config
+        value = getattr(args, key.replace("-", "_"), None)
+        if value is not None:
+            top[key] = str(value) if isinstance(value, Path) else value
+    where = argparse.Namespace(command="run", quiet=args.quiet, workers=None,
+                               **{k.replace("-", "_"): top.get(k) for k in _EXECUTOR_KEYS})
+    if where.cluster_config is not None:
+        where.cluster_config = Path(where.cluster_config)
+    try:
+        executor_spec(where)
+    except UsageError as exc:
+        raise ValueError(f"{args.config}: {str(exc).split(' (see ')[0]} (top-level keys {', '.join(_EXECUTOR_KEYS)} "
+                         "or the options of 'run')") from None
     if not sections:
         raise ValueError(f"{args.config}: no stage sections; give some of [{'], ['.join(STAGES)}]")
     parser = build_parser()
@@ -120,54 +140,64 @@ def run_config(args, run: Run, execute: Callable[[argparse.Namespace, list[str]]
             raise ValueError(f"config [{stage}]: run-dir is set per stage automatically (RUN_DIR/{stage})")
         _check_keys(args.config, stage, section, parser)
         sub_actions = {dest.replace("_", "-") for dest in parser.commands[stage].option_dests}
-        for key in _GLOBAL_KEYS:
+        for key in _GLOBAL_KEYS + _EXECUTOR_KEYS:
             if key in top and key not in section and key in sub_actions:
                 section[key] = top[key]
         placeholders = _wire_inputs(stage, dict(section), {s: Path(f"<{s}>") for s, _ in plan}, None)
-        _parse(parser, stage, [stage, *_section_argv(placeholders, stage), "--run-dir", "<check>"])
+        parsed = _parse(parser, stage, [stage, *_section_argv(placeholders, stage), "--run-dir", "<check>"])
+        try:
+            executor_spec(parsed)
+        except UsageError as exc:
+            raise ValueError(f"config [{stage}]: {str(exc).split(' (see ')[0]}") from None
         plan.append((stage, section))
 
     keys_file = run.staging / "stages.json"
     keys = (read_json(keys_file) or {}) if run.resumed else {}
     produced: dict[str, Path] = {}
     stages_done = []
-    rerun = False
     try:
-        for stage, section in plan:
-            stage_dir = run.path(stage)
-            wired = _wire_inputs(stage, dict(section), produced, read_json)
-            key = _stage_key(wired)
-            manifest = read_json(stage_dir / MANIFEST) if stage_dir.is_dir() else None
-            if not rerun and manifest and manifest.get("status") == "ok" and keys.get(stage) == key:
-                say(args, f"== {stage}: unchanged since the interrupted run, kept")
-            else:
-                rerun = True
-                argv = [stage, *_section_argv(wired, stage), "--run-dir", str(stage_dir)]
-                if stage in ("train", "shoot") and staging_of(stage_dir).exists():
-                    argv.append("--resume")  # continue the interrupted training / shots from their checkpoint
-                elif stage_dir.exists() or staging_of(stage_dir).exists():
-                    argv.append("--overwrite")
-                if quiet:
-                    argv.append("--quiet")
-                sub_args = _parse(parser, stage, argv)
-                if not quiet:
-                    print(f"== {stage}: {PROG} {' '.join(argv)}", flush=True)
-                try:
-                    manifest = execute(sub_args, argv)
-                except USER_ERRORS as exc:
-                    raise RuntimeError(f"stage {stage}: {one_line(exc)}; the finished stages are kept: fix the cause "
-                                       f"and rerun with --resume (or --overwrite to start again)") from exc
-                keys[stage] = key
-                write_json(keys_file, keys, overwrite=True)
-            produced[stage] = stage_dir
-            stages_done.append({"stage": stage, "run_dir": stage, "command_line": manifest["command_line"],
-                                "wall_time_s": manifest["wall_time_s"]})
-            run.output(f"{stage}_manifest", stage_dir / MANIFEST)
+        with executor_for(where):  # one Dask cluster (if any) for all stages: they find it open
+            _run_stages(args, run, execute, plan, parser, keys, keys_file, quiet, produced, stages_done)
     except BaseException:
         run.keep_unpublished("failed")
         raise
     run.results = {"stages": stages_done, "config": cfg}
     say(args, f"run: {len(stages_done)} stages -> {run.dir}")
+
+
+def _run_stages(args, run: Run, execute, plan, parser, keys: dict, keys_file: Path, quiet: bool,
+                produced: dict[str, Path], stages_done: list) -> None:
+    rerun = False
+    for stage, section in plan:
+        stage_dir = run.path(stage)
+        wired = _wire_inputs(stage, dict(section), produced, read_json)
+        key = _stage_key(wired)
+        manifest = read_json(stage_dir / MANIFEST) if stage_dir.is_dir() else None
+        if not rerun and manifest and manifest.get("status") == "ok" and keys.get(stage) == key:
+            say(args, f"== {stage}: unchanged since the interrupted run, kept")
+        else:
+            rerun = True
+            argv = [stage, *_section_argv(wired, stage), "--run-dir", str(stage_dir)]
+            if stage in ("train", "sample", "shoot") and staging_of(stage_dir).exists():
+                argv.append("--resume")  # continue the interrupted training / paths / shots from what they wrote
+            elif stage_dir.exists() or staging_of(stage_dir).exists():
+                argv.append("--overwrite")
+            if quiet:
+                argv.append("--quiet")
+            sub_args = _parse(parser, stage, argv)
+            if not quiet:
+                print(f"== {stage}: {PROG} {' '.join(argv)}", flush=True)
+            try:
+                manifest = execute(sub_args, argv)
+            except USER_ERRORS as exc:
+                raise RuntimeError(f"stage {stage}: {one_line(exc)}; the finished stages are kept: fix the cause "
+                                   f"and rerun with --resume (or --overwrite to start again)") from exc
+            keys[stage] = key
+            write_json(keys_file, keys, overwrite=True)
+        produced[stage] = stage_dir
+        stages_done.append({"stage": stage, "run_dir": stage, "command_line": manifest["command_line"],
+                            "wall_time_s": manifest["wall_time_s"]})
+        run.output(f"{stage}_manifest", stage_dir / MANIFEST)
 
 
 def _out(stage_dir: Path, key: str, read) -> str:

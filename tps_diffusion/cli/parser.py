@@ -13,6 +13,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from .. import __version__
+from ..cluster import CLUSTERS
 from ..core.training import TrainConfig
 from ..molecular.geodesic import MOLECULAR_GEODESIC
 from ..molecular.model import MOLECULAR_TRAINING
@@ -49,7 +50,7 @@ LIMITS = {
     "--lam-max": (-30.0, True, 30.0), "--lam-end": (-30.0, True, 30.0), "--avoid-lam": (-30.0, True, 30.0),
     "--rho-var": (-30.0, True, 30.0), "--rho-kl": (0.0, True, None), "--max-ps": (0.0, False, None),
     "--tps-moves": (0, True, None), "--per-path": (1, True, None), "--spacing": (1, True, None),
-    "--plumed-frames": (2, True, None),
+    "--plumed-frames": (2, True, None), "--jobs": (1, True, 100_000),
 }
 
 
@@ -119,6 +120,25 @@ def _common(p: Parser, run_dir: bool = True) -> None:
                                       help="write into a run directory that already holds outputs, replacing them"))
     actions.append(g.add_argument("--quiet", action="store_true", help="no progress bars and no summary lines"))
     actions.append(g.add_argument("--debug", action="store_true", help="show the full traceback of errors"))
+    p.option_dests.update(a.dest for a in actions)
+
+
+def _executor_options(p) -> None:
+    g = p.add_argument_group("distributed execution (Dask; docs/distributed.md)")
+    actions = [
+        g.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run the parallel work on the workers of a running Dask scheduler: its address "
+                            "(tcp://HOST:8786) or scheduler file (.json)"),
+        g.add_argument("--cluster", choices=CLUSTERS,
+                       help="start a Dask cluster for this command: local (worker processes on this machine), slurm "
+                            "or pbs (batch jobs through dask-jobqueue)"),
+        g.add_argument("--cluster-config", type=Path, metavar="FILE",
+                       help="TOML of cluster keywords: for slurm/pbs dask-jobqueue's (queue, account, cores, memory, "
+                            "walltime, job_extra_directives, job_script_prologue, ...; examples/cluster_slurm.toml)"),
+        g.add_argument("--jobs", type=checked(int, "--jobs"), metavar="N",
+                       help="--cluster local: worker processes (default: one per core); slurm/pbs: batch jobs to "
+                            "submit (default 1)"),
+    ]
     p.option_dests.update(a.dest for a in actions)
 
 
@@ -201,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1, metavar="W", help="parallel processes (one run each)")
     p.add_argument("--format", default="h5", choices=("h5", "dcd", "xtc"),
                    help="trajectory format (h5 carries the topology; dcd/xtc get samples.pdb; positions in nm)")
+    _executor_options(p)
     _common(p)
 
     # ----- train
@@ -306,6 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "stiff; docs/method.md, section 5)")
     p.add_argument("--start", metavar="STATE|FILE", help="start structure (default: the geodesic's start)")
     p.add_argument("--platform", metavar="NAME", help="OpenMM platform (default: Reference below 200 atoms)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted sample in --run-dir DIR: the paths already written are kept (same "
+                        "results)")
+    _executor_options(p)
     _common(p)
 
     # ----- shoot
@@ -357,6 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "with these dynamics (needs openpathsampling)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted shoot in --run-dir DIR: shots already done are kept (same results)")
+    _executor_options(p)
     _common(p)
 
     # ----- export
@@ -415,7 +441,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tse-tol", type=float, default=0.1, metavar="P",
                    help="frames with |p_B - 0.5| < P form the transition-state ensemble")
     p.add_argument("--platform", metavar="NAME", help="OpenMM platform (default: Reference below 200 atoms)")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
+    p.add_argument("--seed", type=int, default=0, help="random seed (velocities and Langevin noise of every shot)")
+    p.add_argument("--workers", type=int, default=1, metavar="W", help="parallel processes (shots)")
+    _executor_options(p)
     _common(p)
 
     # ----- run
@@ -430,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted or failed run in --run-dir DIR: stages whose options and inputs are "
                         "unchanged are kept, the others run again")
+    _executor_options(p)
     _common(p)
 
     # ----- verify

@@ -167,8 +167,8 @@ class RunDirectory:
         if self.staging.exists() and not (self.overwrite or self.resume):
             what = _describe(self.staging)
             raise FileExistsError(f"{self.final} has the unpublished outputs of an interrupted command ({self.staging}"
-                                  f"{what}); pass --resume to continue it (train, run), --overwrite to discard it, "
-                                  f"or remove it")
+                                  f"{what}); pass --resume to continue it (train, sample, shoot, run), --overwrite to "
+                                  f"discard it, or remove it")
         if self.final.is_dir() and any(self.final.iterdir()) and not (self.overwrite or self.resume):
             raise FileExistsError(f"run directory {self.final} already holds outputs; pass --overwrite to replace them "
                                   f"or choose another --run-dir")

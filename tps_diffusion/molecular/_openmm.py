@@ -1,4 +1,4 @@
-"""OpenMM plumbing shared by the molecular layer: units, platforms and the worker-process pool.
+"""OpenMM plumbing shared by the molecular layer: units, platforms, start methods of local worker processes.
 
 Private to :mod:`tps_diffusion.molecular` (as ``openmm.app.internal`` is to OpenMM's app layer).
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import openmm
@@ -79,33 +79,3 @@ def platform_properties(platform: str, n_workers: int) -> dict[str, str]:
     if platform == "CPU" and n_workers > 1:
         return {"Threads": str(max(1, (os.cpu_count() or 1) // n_workers))}
     return {}
-
-
-def run_tasks(init: Callable[[dict], None], work: Callable[[Any], Any], state: dict, payload: dict, tasks: list,
-              n_workers: int, context, bar, on_result: Callable[[int, Any], None] | None = None) -> list:
-    """``[work(t) for t in tasks]`` in this process (``n_workers == 1``; ``work`` reports progress
-    through ``state["callback"]``) or in a pool of ``n_workers`` processes of ``context``, each set
-    up by ``init(payload)``. Order is kept; ``on_result(i, result)`` is called in this process as
-    each task finishes; ``bar`` (tqdm) is closed at the end."""
-    results = []
-    try:
-        if n_workers == 1:
-            init(payload)
-            state["callback"] = bar.update
-            try:
-                for t in tasks:
-                    results.append(work(t))
-                    if on_result is not None:
-                        on_result(len(results) - 1, results[-1])
-            finally:
-                state.clear()
-        else:
-            with context.Pool(n_workers, initializer=init, initargs=(payload,)) as pool:
-                for r in pool.imap(work, tasks):
-                    results.append(r)
-                    bar.update(1)
-                    if on_result is not None:
-                        on_result(len(results) - 1, r)
-    finally:
-        bar.close()
-    return results

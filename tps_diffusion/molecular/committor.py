@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import os
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from statistics import NormalDist
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 import openmm
@@ -23,9 +24,10 @@ from tqdm.auto import tqdm
 
 from ..utils.files import write_json, writing
 from ..utils.seeds import spawn_seeds
-from ._openmm import get_platform, quantity_value
+from ._openmm import get_platform, platform_properties, quantity_value
 from .dynamics import Dynamics
 from .limits import as_count, openmm_errors
+from .parallel import BatchContext, run_batches
 from .system import MolecularSystem
 from .topology import as_positions
 
@@ -194,19 +196,22 @@ def check_state_tests(in_A, in_B) -> None:
                         "(n_frames,), e.g. system.states['C5'].contains")
 
 
-def resolve_system(system, dynamics: Dynamics | None, what: str) -> tuple[Dynamics, openmm.System]:
+def resolve_system(system, dynamics: Dynamics | None, what: str,
+                   check_platform: bool = True) -> tuple[Dynamics, openmm.System]:
     """The resolved :class:`Dynamics` and the ``openmm.System`` of a MolecularSystem or a bare
-    ``openmm.System`` (which needs temperature and time step; its platform defaults to Reference)."""
+    ``openmm.System`` (which needs temperature and time step; its platform defaults to Reference).
+    ``check_platform``: check here that the platform exists (not for work sent to other machines)."""
     dyn = dynamics or Dynamics()
     if isinstance(system, MolecularSystem):
-        return dyn.for_system(system), system.openmm_system
+        return dyn.for_system(system, check_platform), system.openmm_system
     if dyn.temperature is None or dyn.timestep is None:
         raise ValueError(f"{what} on a bare openmm.System needs Dynamics(temperature=..., timestep=...); "
                          "or pass the MolecularSystem")
     if not isinstance(system, openmm.System):
         raise TypeError(f"system must be a MolecularSystem or an openmm.System; got {type(system).__name__}")
     dyn = replace(dyn, platform=dyn.platform or "Reference")
-    get_platform(dyn.platform, system.getNumParticles())
+    if check_platform:
+        get_platform(dyn.platform, system.getNumParticles())
     return dyn, system
 
 
@@ -287,6 +292,36 @@ def propagate(context: openmm.Context, integrator: openmm.Integrator, in_A: Call
     return Propagation(outcome, done, xyz, np.stack(boxes) if boxes else None)
 
 
+# ---------------------------------------------------------------------------------------------
+# worker side (module-level: the functions travel to the workers by name)
+
+
+def _setup(payload: dict) -> dict:
+    return dict(payload, system=openmm.XmlSerializer.deserialize(payload["system_xml"]))
+
+
+def _shot_batch(w: dict, tasks, progress) -> Iterator[tuple[int, int]]:
+    """Committor shots ``(config, shot, seed)`` on one Context: yields (outcome, steps) per shot."""
+    context = BatchContext(w["dynamics"], w["system"], w["properties"])
+    pos, boxes, dyn = w["positions"], w["boxes"], w["dynamics"]
+    try:
+        for i, j, seed in tasks:
+            with openmm_errors(f"creating the committor context on the {dyn.platform} platform"):
+                ctx, integ = context.reseed(seed)
+            with openmm_errors(f"shooting from configuration {i}"):
+                if boxes is not None:
+                    ctx.setPeriodicBoxVectors(*(openmm.Vec3(*map(float, v)) for v in boxes[i]))
+                ctx.setPositions(pos[i])
+                ctx.setVelocitiesToTemperature(dyn.temperature, seed)
+            run = propagate(ctx, integ, w["in_A"], w["in_B"], w["max_steps"], w["check_interval"],
+                            f"committor shot {j} from configuration {i}")
+            if progress is not None:
+                progress(1)
+            yield run.outcome, run.steps
+    finally:
+        context.close()
+
+
 def committor(
     system,
     positions_list,
@@ -301,6 +336,7 @@ def committor(
     confidence: float = 0.95,
     progress: bool = True,
     callback: Callable[[dict], None] | None = None,
+    executor: Executor | None = None,
 ) -> CommittorResult:
     """Estimate the committor p_B of each configuration by unbiased Langevin shooting.
 
@@ -311,18 +347,23 @@ def committor(
         if any, is used unless ``box_vectors`` is given).
     in_A, in_B : callables mapping positions (n_frames, n_atoms, 3) nm to a bool array
         (n_frames,). They are evaluated on the starting configuration and then every
-        ``check_interval`` steps.
+        ``check_interval`` steps; picklable (e.g. :func:`~tps_diffusion.molecular.shooting.in_states`)
+        when the shots run in other processes.
     n_shots : trajectories per configuration, each with fresh Maxwell-Boltzmann velocities
         (``Context.setVelocitiesToTemperature``).
     max_steps : a shot that has reached neither state after this many steps is undecided.
-    dynamics : temperature (K), time step (ps), friction (1/ps), platform and seed of the
-        ``LangevinMiddleIntegrator`` shots; ``None`` fields come from a MolecularSystem (a bare
-        ``openmm.System`` needs temperature and time step; its platform defaults to Reference).
-        The seed makes the whole run reproducible (velocity seeds per shot and the integrator's
-        random stream derive from it); None draws fresh entropy. Shots run in this process
-        (:func:`~tps_diffusion.molecular.shooting.two_way_shooting` runs them in worker processes).
+    dynamics : temperature (K), time step (ps), friction (1/ps), platform, seed and ``n_workers``
+        of the ``LangevinMiddleIntegrator`` shots; ``None`` fields come from a MolecularSystem (a
+        bare ``openmm.System`` needs temperature and time step; its platform defaults to Reference).
+        Every shot has its own seed (its velocities and its integrator's random stream), derived
+        from ``dynamics.seed``: the result does not depend on where the shots run (bitwise on the
+        Reference platform); None draws fresh entropy.
     box_vectors : (3, 3) nm, or (n_configs, 3, 3), for periodic systems.
-    callback : called after each shot with ``{"config": i, "shot": j, "outcome": OUTCOME_*, "steps": n}``.
+    callback : called after each shot with ``{"config": i, "shot": j, "outcome": OUTCOME_*, "steps": n}``
+        (in the order the shots finish).
+    executor : any ``concurrent.futures.Executor`` or a ``dask.distributed.Client`` to run the shots
+        on (:mod:`~tps_diffusion.molecular.parallel`); None: ``dynamics.n_workers`` local processes
+        (1: this process).
 
     Returns a :class:`CommittorResult`; ``n_force_evaluations`` = total Langevin steps.
     """
@@ -331,42 +372,36 @@ def committor(
         raise ValueError(f"confidence must be in (0, 1); got {confidence}")
     n_shots, max_steps = as_count(n_shots, "n_shots"), as_count(max_steps, "max_steps")
     check_interval = as_count(check_interval, "check_interval")
-    dyn, omm_system = resolve_system(system, dynamics, "committor")
+    dyn, omm_system = resolve_system(system, dynamics, "committor", check_platform=executor is None)
     pos, box_vectors = check_configurations(positions_list, box_vectors, omm_system.getNumParticles(),
                                             "committor start positions")
     n_configs = len(pos)
 
-    seeds = spawn_seeds(dyn.seed, 1 + n_configs * n_shots)
-    integrator = dyn.integrator(seeds[0])
-    with openmm_errors(f"creating the committor context on the {dyn.platform} platform"):
-        context = openmm.Context(omm_system, integrator, openmm.Platform.getPlatformByName(dyn.platform))
-
+    seeds = spawn_seeds(dyn.seed, 1 + n_configs * n_shots)  # seeds[0]: unused (kept: same shot seeds as before)
     outcomes = np.full((n_configs, n_shots), OUTCOME_UNDECIDED, dtype=int)
     steps = np.zeros((n_configs, n_shots), dtype=np.int64)
+    tasks = []
+    for i in range(n_configs):
+        start = state_of(pos[i], in_A, in_B)
+        if start is not None:  # already committed: every shot counts, at no cost
+            outcomes[i] = start
+        else:
+            tasks += [(i, j, seeds[1 + i * n_shots + j]) for j in range(n_shots)]
+    dyn = dyn.with_workers(len(tasks))
     bar = tqdm(total=n_configs * n_shots, desc="committor", unit="shot", disable=not progress)
-    try:
-        for i in range(n_configs):
-            start = state_of(pos[i], in_A, in_B)
-            if start is not None:  # already committed: every shot counts, at no cost
-                outcomes[i] = start
-                bar.update(n_shots)
-                continue
-            for j in range(n_shots):
-                if box_vectors is not None:
-                    context.setPeriodicBoxVectors(*(openmm.Vec3(*v) for v in box_vectors[i]))
-                with openmm_errors(f"shooting from configuration {i}"):
-                    context.setPositions(pos[i])
-                    context.setVelocitiesToTemperature(dyn.temperature, seeds[1 + i * n_shots + j])
-                run = propagate(context, integrator, in_A, in_B, max_steps, check_interval,
-                                f"committor shot {j} from configuration {i}")
-                outcomes[i, j], steps[i, j] = run.outcome, run.steps
-                bar.update(1)
-                if callback is not None:
-                    callback({"config": i, "shot": j, "outcome": int(outcomes[i, j]), "steps": run.steps})
-    finally:
-        bar.close()
-        del context, integrator
+    bar.update(n_configs * n_shots - len(tasks))
 
+    def on_result(k: int, r: tuple[int, int]) -> None:
+        i, j, _ = tasks[k]
+        outcomes[i, j], steps[i, j] = r
+        if callback is not None:
+            callback({"config": i, "shot": j, "outcome": int(r[0]), "steps": int(r[1])})
+
+    payload = dict(system_xml=openmm.XmlSerializer.serialize(omm_system), dynamics=dyn, in_A=in_A, in_B=in_B,
+                   max_steps=max_steps, check_interval=check_interval, positions=pos, boxes=box_vectors,
+                   properties=platform_properties(dyn.platform, dyn.n_workers) if executor is None else {})
+    run_batches(_setup, _shot_batch, payload, tasks, executor=executor, n_workers=dyn.n_workers,
+                start_method=dyn.mp_context, platform=dyn.platform, bar=bar, on_result=on_result, keep=False)
     settings = dict(dyn.to_dict(), n_shots=n_shots, max_steps=max_steps, check_interval=check_interval)
     return CommittorResult(outcomes=outcomes, steps=steps, confidence=confidence, settings=settings)
 

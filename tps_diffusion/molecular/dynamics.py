@@ -51,7 +51,8 @@ class Dynamics:
         derived from it (:func:`tps_diffusion.utils.seeds.spawn_seeds`), so results do not depend
         on ``n_workers`` (bitwise on the Reference platform). None: fresh entropy.
     n_workers : int
-        Processes running independent trajectories; 1 runs in this process.
+        Local processes running independent trajectories; 1 runs in this process. The samplers'
+        ``executor`` argument (any ``concurrent.futures.Executor``, a Dask cluster) replaces them.
     mp_context : str, optional
         ``multiprocessing`` start method; None: ``fork`` on Linux for the Reference platform,
         ``forkserver`` for CPU (a fork after the parent used the CPU platform can hang), else
@@ -83,11 +84,13 @@ class Dynamics:
         if self.mp_context not in (None, "fork", "spawn", "forkserver"):
             raise ValueError(f"unknown mp_context {self.mp_context!r}; use 'fork', 'spawn', 'forkserver' or None")
 
-    def for_system(self, system: MolecularSystem) -> Dynamics:
+    def for_system(self, system: MolecularSystem, check_platform: bool = True) -> Dynamics:
         """A copy with temperature, time step and platform filled from ``system`` where None
-        (the platform is checked to exist)."""
+        (the platform is checked to exist here unless ``check_platform`` is False: work sent to
+        other machines, e.g. CUDA workers of a cluster whose login node has no GPU)."""
         platform = system.platform_name(self.platform)
-        get_platform(platform, system.n_atoms)
+        if check_platform:
+            get_platform(platform, system.n_atoms)
         return replace(self, temperature=system.temperature if self.temperature is None else self.temperature,
                        timestep=system.default_timestep() if self.timestep is None else self.timestep,
                        platform=platform)

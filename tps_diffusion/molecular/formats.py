@@ -21,7 +21,7 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import mdtraj
 import numpy as np
@@ -32,8 +32,8 @@ from ..utils.files import atomic_path, check_writable, first_line, writing
 from .limits import check_output_dir, nonfinite_frames
 from .topology import as_md_topology, as_positions
 
-__all__ = ["FORMATS", "WRITE_FORMATS", "needs_topology", "write_trajectory", "load_trajectory", "load_samples",
-           "openmm_positions", "check_writable_trajectory_path", "save_trajectory"]
+__all__ = ["FORMATS", "WRITE_FORMATS", "needs_topology", "write_trajectory", "write_dcd_stream", "load_trajectory",
+           "load_samples", "openmm_positions", "check_writable_trajectory_path", "save_trajectory"]
 
 
 @dataclass(frozen=True)
@@ -191,6 +191,44 @@ def write_trajectory(traj: mdtraj.Trajectory, path: str | os.PathLike, overwrite
     if top_path is not None:
         with atomic_path(top_path, overwrite) as tmp:
             save_trajectory(traj[0], tmp, "save_pdb", name=top_path)
+    return path
+
+
+def write_dcd_stream(trajectories: Iterable[mdtraj.Trajectory], path: str | os.PathLike, overwrite: bool = False,
+                     topology_pdb: bool | str | os.PathLike = False) -> Path:
+    """Write ``trajectories`` one after another into one DCD file (the same bytes as
+    ``write_trajectory(mdtraj.join(trajectories), path)``), holding one of them in memory at a
+    time: for paths streamed from a :class:`~tps_diffusion.molecular.pathstore.PathStore`. Atomic,
+    with the overwrite and ``topology_pdb`` rules of :func:`write_trajectory`."""
+    from mdtraj.formats import DCDTrajectoryFile
+
+    path = Path(path)
+    if path.suffix.lower() != ".dcd":
+        raise ValueError(f"write_dcd_stream writes .dcd files; got {path.name!r}")
+    top_path = None
+    if topology_pdb:
+        top_path = path.with_suffix(".pdb") if topology_pdb is True else Path(topology_pdb)
+        check_writable(top_path, overwrite)
+    check_writable(path, overwrite)
+    check_output_dir(path.parent, "the trajectory", "choose another output path or --run-dir")
+    first = None
+    with atomic_path(path, overwrite) as tmp:
+        with _ascii_alias(tmp, write=True) as target, writing(path), DCDTrajectoryFile(str(target), "w") as fh:
+            for t in trajectories:
+                bad = nonfinite_frames(t.xyz)
+                if bad is not None:
+                    raise ValueError(f"refusing to write {path.name}: coordinates contain NaN/inf (frames {bad}); "
+                                     "drop those frames or regenerate them")
+                if first is None:
+                    first = t[0]
+                t._check_valid_unitcell()
+                fh.write(t.xyz * 10.0, cell_lengths=None if t.unitcell_lengths is None else t.unitcell_lengths * 10.0,
+                         cell_angles=t.unitcell_angles)
+        if first is None:
+            raise ValueError(f"no trajectories to write to {path.name}")
+    if top_path is not None:
+        with atomic_path(top_path, overwrite) as tmp:
+            save_trajectory(first, tmp, "save_pdb", name=top_path)
     return path
 
 

@@ -12,8 +12,9 @@ evaluation.
 from __future__ import annotations
 
 import time
+from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 import mdtraj
 import numpy as np
@@ -22,9 +23,10 @@ import openmm.unit as unit
 from tqdm.auto import tqdm
 
 from ..utils.seeds import spawn_seeds
-from ._openmm import mp_context, platform_properties, quantity_value, run_tasks
+from ._openmm import platform_properties, quantity_value
 from .dynamics import Dynamics
 from .limits import as_count, check_frame_memory, openmm_errors
+from .parallel import BatchContext, run_batches, runs_here
 from .system import MolecularSystem
 
 __all__ = ["MDResult", "run_md", "start_array"]
@@ -74,46 +76,46 @@ def start_array(system: MolecularSystem, start_positions) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------
-# worker side (must be importable and picklable for spawn)
-
-_WORKER: dict = {}
+# worker side (module-level: the functions travel to the workers by name)
 
 
-def _init_worker(payload: dict) -> None:
-    _WORKER.clear()
-    _WORKER.update(payload)
-    _WORKER["system"] = openmm.XmlSerializer.deserialize(payload["system_xml"])
+def _setup(payload: dict) -> dict:
+    return dict(payload, system=openmm.XmlSerializer.deserialize(payload["system_xml"]))
 
 
-def _run_one(task) -> tuple[np.ndarray, np.ndarray]:
-    start, seed = task
-    w = _WORKER
-    with openmm_errors(f"starting MD (seed {seed})"):
-        ctx, integ = w["dynamics"].start_context(w["system"], start, seed, w["properties"])
-    with openmm_errors(f"equilibrating (seed {seed})"):
-        if w["n_equilibration"]:
-            integ.step(w["n_equilibration"])
+def _run_batch(w: dict, tasks, progress) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """One run per task ``(start, seed)``, all on one Context (re-seeded per run)."""
+    context = BatchContext(w["dynamics"], w["system"], w["properties"])
     n_frames, every = w["n_frames"], w["report_interval"]
-    xyz = np.empty((n_frames, start.shape[0], 3), dtype=np.float32)
-    energy = np.empty(n_frames)
-    for i in range(n_frames):
-        with openmm_errors(f"running MD (seed {seed}, after {i * every} steps)"):
-            integ.step(every)
-            st = ctx.getState(getPositions=True, getEnergy=True)
-        xyz[i] = quantity_value(st.getPositions(asNumpy=True), unit.nanometer)
-        energy[i] = quantity_value(st.getPotentialEnergy(), unit.kilojoule_per_mole)
-        if not np.isfinite(energy[i]):
-            raise RuntimeError(f"MD blew up (non-finite energy) after {(i + 1) * every} steps (seed {seed}); "
-                               f"reduce the time step")
-        if "callback" in w:
-            w["callback"](1)
-    del ctx, integ
-    return xyz, energy
+    try:
+        for start, seed in tasks:
+            with openmm_errors(f"starting MD (seed {seed})"):
+                ctx, integ = context.start(start, seed)
+            with openmm_errors(f"equilibrating (seed {seed})"):
+                if w["n_equilibration"]:
+                    integ.step(w["n_equilibration"])
+            xyz = np.empty((n_frames, start.shape[0], 3), dtype=np.float32)
+            energy = np.empty(n_frames)
+            for i in range(n_frames):
+                with openmm_errors(f"running MD (seed {seed}, after {i * every} steps)"):
+                    integ.step(every)
+                    st = ctx.getState(getPositions=True, getEnergy=True)
+                xyz[i] = quantity_value(st.getPositions(asNumpy=True), unit.nanometer)
+                energy[i] = quantity_value(st.getPotentialEnergy(), unit.kilojoule_per_mole)
+                if not np.isfinite(energy[i]):
+                    raise RuntimeError(f"MD blew up (non-finite energy) after {(i + 1) * every} steps (seed {seed}); "
+                                       f"reduce the time step")
+                if progress is not None:
+                    progress(1)
+            yield xyz, energy
+    finally:
+        context.close()
 
 
 def run_md(system: MolecularSystem, start_positions, n_steps: int, report_interval: int = 100,
            dynamics: Dynamics | None = None, n_runs_per_start: int = 1, n_equilibration: int = 0,
-           progress: bool = True, callback: Callable[[dict], None] | None = None) -> MDResult:
+           progress: bool = True, callback: Callable[[dict], None] | None = None,
+           executor: Executor | None = None) -> MDResult:
     """Independent Langevin runs, one per start structure (times ``n_runs_per_start``).
 
     Parameters
@@ -128,7 +130,10 @@ def run_md(system: MolecularSystem, start_positions, n_steps: int, report_interv
     n_equilibration : unrecorded steps before production (counted in ``n_force_evaluations``)
     progress : show a progress bar
     callback : called in this process after each run with ``{"run": i, "n_runs": n,
-        "positions": (n_frames, n_atoms, 3) nm, "potential_energy": (n_frames,) kJ/mol}``
+        "positions": (n_frames, n_atoms, 3) nm, "potential_energy": (n_frames,) kJ/mol}`` (in the order
+        the runs finish)
+    executor : any ``concurrent.futures.Executor`` or a ``dask.distributed.Client`` to run on
+        (:mod:`~tps_diffusion.molecular.parallel`); None: ``dynamics.n_workers`` local processes
     """
     t0 = time.perf_counter()
     n_steps, report_interval = as_count(n_steps, "n_steps"), as_count(report_interval, "report_interval")
@@ -141,13 +146,13 @@ def run_md(system: MolecularSystem, start_positions, n_steps: int, report_interv
     check_frame_memory(len(starts) * n_runs_per_start, n_frames, system.n_atoms, n_copies=2)
     starts = np.repeat(starts, n_runs_per_start, axis=0)
     n_runs = len(starts)
-    dyn = (dynamics or Dynamics()).for_system(system).with_workers(n_runs)
+    dyn = (dynamics or Dynamics()).for_system(system, check_platform=executor is None).with_workers(n_runs)
     seeds = spawn_seeds(dyn.seed, n_runs)
     payload = dict(system_xml=system.system_xml(), dynamics=dyn,
-                   properties=platform_properties(dyn.platform, dyn.n_workers),
+                   properties=platform_properties(dyn.platform, dyn.n_workers) if executor is None else {},
                    n_equilibration=int(n_equilibration), n_frames=n_frames, report_interval=int(report_interval))
     tasks = [(starts[i], seeds[i]) for i in range(n_runs)]
-    one_process = dyn.n_workers == 1
+    one_process = runs_here(executor, dyn.n_workers)
     bar = tqdm(total=n_runs * n_frames if one_process else n_runs, disable=not progress,
                desc=f"MD {n_runs} runs x {n_steps} steps", unit="frame" if one_process else "run")
 
@@ -155,8 +160,9 @@ def run_md(system: MolecularSystem, start_positions, n_steps: int, report_interv
         if callback is not None:
             callback({"run": i, "n_runs": n_runs, "positions": result[0], "potential_energy": result[1]})
 
-    results = run_tasks(_init_worker, _run_one, _WORKER, payload, tasks, dyn.n_workers,
-                        mp_context(dyn.mp_context, dyn.platform), bar, on_result)
+    results = run_batches(_setup, _run_batch, payload, tasks, executor=executor, n_workers=dyn.n_workers,
+                          start_method=dyn.mp_context, platform=dyn.platform, bar=bar, on_result=on_result,
+                          task_bytes=n_frames * (system.n_atoms * 12 + 8))
     xyz = np.concatenate([r[0] for r in results])
     energy = np.concatenate([r[1] for r in results])
     run_index = np.repeat(np.arange(n_runs), n_frames)

@@ -6,6 +6,8 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import Executor
 from typing import Callable
 
 import numpy as np
@@ -60,7 +62,8 @@ def _curve(geodesic: MolecularGeodesic, curve_index: int = 0) -> np.ndarray:
 def sample_molecular_paths(system: MolecularSystem, model: MolecularModel, geodesic: MolecularGeodesic, n_paths: int,
                            steps_per_point: int, dynamics: Dynamics | None = None, start=None, curve_index: int = 0,
                            record_interval: int = 1, compute_energies: bool = True, spacing: str = "geodesic",
-                           progress: bool = True, callback: Callable[[dict], None] | None = None) -> PathSet:
+                           progress: bool = True, callback: Callable[[dict], None] | None = None,
+                           executor: Executor | None = None, store: str | os.PathLike | None = None) -> PathSet:
     """Annealed Langevin transition paths under the force field along a geodesic (OpenMM).
 
     Every path starts at ``start`` (default: the geodesic's full-atom start structure, e.g. the
@@ -70,7 +73,8 @@ def sample_molecular_paths(system: MolecularSystem, model: MolecularModel, geode
     system's), time step (ps), friction (1/ps), platform, seed, workers. The result's ``energies``
     are force-field potentials (kJ/mol) of the recorded frames; ``settings`` also record the
     geodesic config and the curve's lowest log-SNR. ``spacing``: see :func:`path_targets`.
-    ``callback``: see :func:`sample_paths`.
+    ``callback``, ``executor`` (any ``concurrent.futures.Executor``, a Dask cluster's), ``store`` (a
+    directory the paths stream into; an interrupted call resumes): see :func:`sample_paths`.
     """
     n_paths, steps_per_point = as_count(n_paths, "n_paths"), as_count(steps_per_point, "steps_per_point")
     record_interval = as_count(record_interval, "record_interval")
@@ -84,7 +88,8 @@ def sample_molecular_paths(system: MolecularSystem, model: MolecularModel, geode
         start = first.positions
     ps = sample_paths(system, model.featurizer, targets, stiffness, start, n_paths, steps_per_point,
                       dynamics=dynamics or Dynamics(seed=0, n_workers=2), record_interval=record_interval,
-                      compute_energies=compute_energies, progress=progress, callback=callback)
+                      compute_energies=compute_energies, progress=progress, callback=callback, executor=executor,
+                      store=store)
     ps.settings.update(geodesic=geodesic.config.to_dict(), min_lambda=float(_curve(geodesic, curve_index)[:, 0].min()),
                        max_stiffness=float(stiffness.max()), curve_index=int(curve_index), spacing=spacing)
     return ps

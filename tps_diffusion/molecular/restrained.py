@@ -20,12 +20,14 @@ with ``k_n = kT * exp(lam_n) / scale^2`` (energy ``0.5 * k_n * |y - T_n|^2``).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import time
 import warnings
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import mdtraj
 import numpy as np
@@ -37,12 +39,14 @@ from tqdm.auto import tqdm
 from ..core.langevin import tilt_schedule
 from ..utils.files import atomic_path, write_json, writing
 from ..utils.seeds import spawn_seeds
-from ._openmm import mp_context, platform_properties, quantity_value, run_tasks
+from ._openmm import platform_properties, quantity_value
 from .dynamics import Dynamics
 from .featurizer import CartesianFeaturizer
 from .formats import write_trajectory
 from .limits import as_count, check_frame_memory, check_output_dir, openmm_errors
 from .md import start_array
+from .parallel import BatchContext, run_batches, runs_here
+from .pathstore import PathStore, StoredTrajectories
 from .shooting import ShootingResult, as_state_test, shooting_frames, two_way_shooting
 from .superpose import superpose
 from .system import MolecularSystem
@@ -140,14 +144,16 @@ class PathSet:
     """Transition paths of :func:`sample_paths`.
 
     ``trajectories[i]``: path ``i`` (full topology, ``N*K/record_interval`` frames; the start
-    is not included; ``time`` in ps). ``energies`` ``(n_paths, n_frames)``: force-field potential
-    energy (restraint excluded), kJ/mol (NaN when not computed). ``tilt_energies``: restraint
+    is not included; ``time`` in ps); a list, or with ``sample_paths(store=...)`` a
+    :class:`~tps_diffusion.molecular.pathstore.StoredTrajectories` that reads each path from disk.
+    ``energies`` ``(n_paths, n_frames)``: force-field potential energy (restraint excluded), kJ/mol
+    (NaN when not computed). ``tilt_energies``: restraint
     energy of each frame, kJ/mol. ``point_index`` ``(n_frames,)``: curve point of each frame.
     ``n_force_evaluations`` = integration steps = ``n_paths * N * K`` (the paper's count);
     ``n_energy_evaluations``: the extra force-field energy evaluations for ``energies``.
     """
 
-    trajectories: list[mdtraj.Trajectory]
+    trajectories: Sequence[mdtraj.Trajectory]
     energies: np.ndarray
     tilt_energies: np.ndarray
     point_index: np.ndarray
@@ -172,8 +178,17 @@ class PathSet:
         return self.energies.max(1)
 
     def final_frames(self) -> mdtraj.Trajectory:
-        """Last frame of every path as one trajectory."""
-        return mdtraj.join([t[-1] for t in self.trajectories], check_topology=False)
+        """Last frame of every path as one trajectory (one path in memory at a time)."""
+        xyz, time_, boxes, top = [], [], [], None
+        for t in self.trajectories:
+            top = t.topology if top is None else top
+            xyz.append(t.xyz[-1].copy())  # copies: a view would keep the whole path alive
+            time_.append(float(t.time[-1]))
+            boxes.append(None if t.unitcell_vectors is None else t.unitcell_vectors[-1].copy())
+        out = mdtraj.Trajectory(np.stack(xyz), top, time=np.asarray(time_))
+        if boxes and boxes[0] is not None:
+            out.unitcell_vectors = np.stack(boxes)
+        return out
 
     def joined(self) -> mdtraj.Trajectory:
         return mdtraj.join(self.trajectories, check_topology=False)
@@ -215,28 +230,33 @@ class PathSet:
 
 
 # ---------------------------------------------------------------------------------------------
-# worker side
-
-_WORKER: dict = {}
+# worker side (module-level: the functions travel to the workers by name)
 
 
-def _init_worker(payload: dict) -> None:
-    _WORKER.clear()
-    _WORKER.update(payload)
+def _setup(payload: dict) -> dict:
     system = openmm.XmlSerializer.deserialize(payload["system_xml"])
     force, group = add_restraint(system, payload["atom_indices"])
     mask = 0xFFFFFFFF & ~(1 << group)
-    _WORKER.update(system=system, force=force, ff_groups=mask - 2**32 if mask >= 2**31 else mask)  # signed int32 mask
+    return dict(payload, system=system, force=force, ff_groups=mask - 2**32 if mask >= 2**31 else mask)  # int32
 
 
-def _sample_one(task) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    start, seed = task
-    w = _WORKER
+def _sample_batch(w: dict, tasks, progress) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """One path per task ``(start index, seed)``, all on one Context (re-seeded per path)."""
+    context = BatchContext(w["dynamics"], w["system"], w["properties"])
+    try:
+        for start, seed in tasks:
+            yield _sample_one(w, context, w["starts"][start], seed, progress)
+    finally:
+        context.close()
+
+
+def _sample_one(w: dict, context: BatchContext, start: np.ndarray, seed: int,
+                progress) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     idx, targets, stiffness = w["atom_indices"], w["targets"], w["stiffness"]
     K, every, want_e = w["steps_per_point"], w["record_interval"], w["compute_energies"]
     force: openmm.CustomExternalForce = w["force"]
     with openmm_errors(f"starting a path (seed {seed})"):
-        ctx, integ = w["dynamics"].start_context(w["system"], start, seed, w["properties"])
+        ctx, integ = context.start(start, seed)
     cur = ctx.getState(getPositions=True).getPositions(asNumpy=True).value_in_unit(unit.nanometer)
     N = len(targets)
     per_block = K // every
@@ -267,16 +287,16 @@ def _sample_one(task) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             xyz[f] = cur
             f += 1
         tilt[f0:f] = tilt_energy(xyz[f0:f, idx], aligned, stiffness[n])
-        if "callback" in w:
-            w["callback"](1)
-    del ctx, integ
+        if progress is not None:
+            progress(1)
     return xyz, energy, tilt
 
 
 def sample_paths(system: MolecularSystem, featurizer: CartesianFeaturizer | None, targets_nm, stiffness,
                  start_positions, n_paths: int, steps_per_point: int, dynamics: Dynamics | None = None,
                  record_interval: int = 1, compute_energies: bool = True, progress: bool = True,
-                 callback: Callable[[dict], None] | None = None) -> PathSet:
+                 callback: Callable[[dict], None] | None = None, executor: Executor | None = None,
+                 store: str | os.PathLike | None = None) -> PathSet:
     """Annealed Langevin transition paths under OpenMM (the paper's Algorithm 1; docs/method.md, section 5).
 
     Parameters
@@ -291,13 +311,21 @@ def sample_paths(system: MolecularSystem, featurizer: CartesianFeaturizer | None
     dynamics : temperature (K), time step (ps), friction (1/ps), platform, seed, workers (default
         ``Dynamics(n_workers=2)``); per-path seeds (integrator noise + initial velocities) derive
         from ``dynamics.seed``, so the result does not depend on ``n_workers`` (bitwise on the
-        Reference platform); each worker deserialises the System and builds its own Context
+        Reference platform); each worker deserialises the System once and builds one Context per
+        batch of paths (re-seeded for every path)
     record_interval : record every this many steps (must divide K)
     compute_energies : evaluate the force-field energy at every recorded frame (one extra
         energy evaluation each, counted in ``n_energy_evaluations``)
     progress : show a progress bar
     callback : called in this process after each path with ``{"path": i, "n_paths": n,
-        "positions": (n_frames, n_atoms, 3) nm, "energies": (n_frames,) kJ/mol}``
+        "positions": (n_frames, n_atoms, 3) nm, "energies": (n_frames,) kJ/mol}`` (in the order
+        the paths finish)
+    executor : any ``concurrent.futures.Executor`` or a ``dask.distributed.Client`` to run on
+        (:mod:`~tps_diffusion.molecular.parallel`); None: ``dynamics.n_workers`` local processes
+    store : a directory (:class:`~tps_diffusion.molecular.pathstore.PathStore`): every path is written
+        there as it finishes, paths already there are not sampled again (an interrupted call resumes;
+        more ``n_paths`` extend the store), and the returned PathSet reads the trajectories from disk
+        when asked for them (memory does not grow with ``n_paths``). Needs ``dynamics.seed``.
     """
     t0 = time.perf_counter()
     n_paths = as_count(n_paths, "n_paths")
@@ -327,35 +355,72 @@ def sample_paths(system: MolecularSystem, featurizer: CartesianFeaturizer | None
     K, every = steps_per_point, record_interval
     if K % every:
         raise ValueError(f"record_interval ({every}) must divide steps_per_point ({K})")
-    check_frame_memory(n_paths, N * (K // every), system.n_atoms, per_frame_extra=16)
+    check_frame_memory(1 if store is not None else n_paths, N * (K // every), system.n_atoms, per_frame_extra=16)
     starts = start_array(system, start_positions)
-    if len(starts) == 1:
-        starts = np.repeat(starts, n_paths, axis=0)
-    elif len(starts) != n_paths:
+    if len(starts) not in (1, n_paths):
         raise ValueError(f"got {len(starts)} start structures for n_paths={n_paths}; give one or n_paths")
-    dyn = (dynamics or Dynamics(n_workers=2)).for_system(system).with_workers(n_paths)
+    dyn = (dynamics or Dynamics(n_workers=2)).for_system(system, check_platform=executor is None)
+    dyn = dyn.with_workers(n_paths)
     _check_stiffness(system, idx, k, dyn.timestep)
     seeds = spawn_seeds(dyn.seed, n_paths)
-    payload = dict(system_xml=system.system_xml(), atom_indices=idx, targets=targets, stiffness=k, steps_per_point=K,
-                   record_interval=every, compute_energies=bool(compute_energies), dynamics=dyn,
-                   properties=platform_properties(dyn.platform, dyn.n_workers))
-    tasks = [(starts[i], seeds[i]) for i in range(n_paths)]
-    one_process = dyn.n_workers == 1
-    bar = tqdm(total=n_paths * N if one_process else n_paths, disable=not progress,
-               desc=f"paths {n_paths} x {N} points x {K} steps", unit="block" if one_process else "path")
+    system_xml = system.system_xml()
+    log = None
+    if store is not None:
+        if dyn.seed is None:
+            raise ValueError("a path store needs a seed (Dynamics(seed=...)): a resumed run must continue the same "
+                             "random streams")
+        digest = {name: hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
+                  for name, a in (("targets", targets), ("stiffness", k), ("starts", starts), ("atoms", idx))}
+        where = ("n_workers", "mp_context")  # not what the paths depend on
+        log = PathStore(store, {**{key: v for key, v in dyn.to_dict().items() if key not in where},
+                                "n_points": N, "steps_per_point": K, "record_interval": every,
+                                "compute_energies": bool(compute_energies),
+                                "system_sha256": hashlib.sha256(system_xml.encode()).hexdigest(),
+                                **{f"{name}_sha256": v for name, v in digest.items()}})
+    todo = [i for i in range(n_paths) if log is None or i not in log.done]
+    payload = dict(system_xml=system_xml, atom_indices=idx, targets=targets, stiffness=k, steps_per_point=K,
+                   record_interval=every, compute_energies=bool(compute_energies), dynamics=dyn, starts=starts,
+                   properties=platform_properties(dyn.platform, dyn.n_workers) if executor is None else {})
+    tasks = [(i % len(starts), seeds[i]) for i in todo]
+    one_process = runs_here(executor, dyn.n_workers)
+    bar = tqdm(total=len(todo) * N if one_process else len(todo), disable=not progress,
+               desc=f"paths {len(todo)} x {N} points x {K} steps", unit="block" if one_process else "path")
 
-    def on_result(i: int, result: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+    n_frames = N * K // every
+    if log is not None:  # the energies (16 bytes a frame) stay in memory; the coordinates go to the store
+        energies, tilt = np.full((n_paths, n_frames), np.nan), np.full((n_paths, n_frames), np.nan)
+        for i in sorted(log.done & set(range(n_paths))):
+            saved = log.read(i, "energies", "tilt_energies")
+            energies[i], tilt[i] = saved["energies"], saved["tilt_energies"]
+
+    def on_result(k: int, result: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
+        i = todo[k]
+        if log is not None:
+            log.write(i, *result)
+            energies[i], tilt[i] = result[1], result[2]
         if callback is not None:
             callback({"path": i, "n_paths": n_paths, "positions": result[0], "energies": result[1]})
 
-    results = run_tasks(_init_worker, _sample_one, _WORKER, payload, tasks, dyn.n_workers,
-                        mp_context(dyn.mp_context, dyn.platform), bar, on_result)
-    n_frames = N * K // every
+    try:
+        results = run_batches(_setup, _sample_batch, payload, tasks, executor=executor, n_workers=dyn.n_workers,
+                              start_method=dyn.mp_context, platform=dyn.platform, bar=bar, on_result=on_result,
+                              keep=log is None, task_bytes=n_frames * (system.n_atoms * 12 + 16))
+    finally:
+        if log is not None:
+            log.flush()
     times = np.arange(1, n_frames + 1) * every * dyn.timestep
-    trajs = [system.with_box(mdtraj.Trajectory(r[0], system.md_topology, time=times)) for r in results]
+
+    def make(xyz: np.ndarray) -> mdtraj.Trajectory:
+        return system.with_box(mdtraj.Trajectory(xyz, system.md_topology, time=times))
+
     settings = dict(dyn.to_dict(), n_points=N, steps_per_point=K, record_interval=every, n_restrained_atoms=len(idx))
-    return PathSet(trajectories=trajs, energies=np.stack([r[1] for r in results]),
-                   tilt_energies=np.stack([r[2] for r in results]), point_index=np.repeat(np.arange(N), K // every),
+    if log is not None:
+        trajs = StoredTrajectories(log, n_paths, make)
+    else:
+        trajs, energies, tilt = ([make(r[0]) for r in results], np.stack([r[1] for r in results]),
+                                 np.stack([r[2] for r in results]))
+    return PathSet(trajectories=trajs, energies=energies,
+                   tilt_energies=tilt, point_index=np.repeat(np.arange(N), K // every),
                    n_force_evaluations=int(n_paths * N * K),
                    n_energy_evaluations=int(n_paths * n_frames) if compute_energies else 0, seeds=seeds,
                    settings=settings, wall_time_s=time.perf_counter() - t0)

@@ -28,9 +28,11 @@ orientation: it is then stored A -> B, which amounts to having drawn ``-v``) and
 Bolhuis, Chandler, Dellago and Geissler (Annu. Rev. Phys. Chem. 53, 291, 2002), with the lengths
 counted in frames that can be chosen as shooting points.
 
-Every shot and chain has its own seed (:func:`~tps_diffusion.utils.seeds.spawn_seeds`) and its own
-OpenMM Context, so results do not depend on the number of worker processes (bitwise on the
-Reference platform), and a ``checkpoint`` directory lets an interrupted run continue where it stopped.
+Every shot and chain has its own seed (:func:`~tps_diffusion.utils.seeds.spawn_seeds`) and starts its
+own random stream (a batch of shots shares one OpenMM Context, re-seeded per shot:
+:mod:`~tps_diffusion.molecular.parallel`), so results do not depend on the executor or the number of
+workers (bitwise on the Reference platform), and a ``checkpoint`` directory lets an interrupted run
+continue where it stopped.
 
 Units: nm, ps, K, kJ/mol.
 """
@@ -42,9 +44,10 @@ import json
 import os
 import shutil
 import time
+from concurrent.futures import Executor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import mdtraj
 import numpy as np
@@ -55,7 +58,7 @@ from tqdm.auto import tqdm
 from ..utils.files import atomic_path, write_json, writing
 from ..utils.provenance import jsonable, versions
 from ..utils.seeds import MAX_SEED, spawn_seeds
-from ._openmm import mp_context, platform_properties, quantity_value, run_tasks
+from ._openmm import platform_properties, quantity_value
 from .committor import (
     OUTCOME_A,
     OUTCOME_B,
@@ -72,6 +75,7 @@ from .committor import (
 from .dynamics import Dynamics
 from .formats import load_trajectory, write_trajectory
 from .limits import as_count, check_output_dir, openmm_errors
+from .parallel import BatchContext, run_batches
 from .states import StateDefinition
 from .system import MolecularSystem
 
@@ -578,34 +582,19 @@ def shooting_frames(pathset: PathSet, in_A: Callable, in_B: Callable, select: st
 
 
 # ---------------------------------------------------------------------------------------------
-# worker side
-
-_WORKER: dict = {}
+# worker side (module-level: the functions travel to the workers by name)
 
 
-def _init_worker(payload: dict) -> None:
-    _WORKER.clear()
-    _WORKER.update(payload)
-    _WORKER["system"] = openmm.XmlSerializer.deserialize(payload["system_xml"])
+def _setup(payload: dict) -> dict:
+    return dict(payload, system=openmm.XmlSerializer.deserialize(payload["system_xml"]))
 
 
-def _new_context(seed: int, what: str) -> tuple[openmm.Context, openmm.Integrator]:
-    """A Context of the worker's system whose integrator is seeded with ``seed``."""
-    w = _WORKER
-    dyn: Dynamics = w["dynamics"]
-    integ = dyn.integrator(seed)
-    with openmm_errors(f"creating the context of {what} on the {dyn.platform} platform"):
-        ctx = openmm.Context(w["system"], integ, openmm.Platform.getPlatformByName(dyn.platform), w["properties"])
-    return ctx, integ
-
-
-def _two_way(ctx: openmm.Context, integ: openmm.Integrator, x: np.ndarray, box: np.ndarray | None,
+def _two_way(w: dict, ctx: openmm.Context, integ: openmm.Integrator, x: np.ndarray, box: np.ndarray | None,
              velocity_seed: int, what: str) -> tuple[Propagation, Propagation, np.ndarray, np.ndarray | None]:
     """Both halves of a two-way shot from ``x`` (nm; box ``(3, 3)`` nm or None): Maxwell-Boltzmann
     velocities ``v0`` drawn with ``velocity_seed``, forward with ``v0``, backward from the same
     positions and box with ``-v0``. Returns the forward and backward :class:`Propagation` (frames
     recorded), the start ``(n_atoms, 3)`` nm after constraints and its box (None if not periodic)."""
-    w = _WORKER
     dyn: Dynamics = w["dynamics"]
     with openmm_errors(f"starting {what}"):
         if box is not None:
@@ -642,54 +631,67 @@ def _join(forward: Propagation, backward: Propagation, x0: np.ndarray,
     return np.ascontiguousarray(xyz), None if boxes is None else np.ascontiguousarray(boxes), k
 
 
-def _shoot_one(task) -> tuple:
-    """One two-way shot ``(index, start, seed)``; returns (forward outcome, steps, backward outcome,
-    steps, xyz or None, boxes or None): the trajectory only when reactive."""
-    index, start, seed = task
-    w = _WORKER
-    what = f"shot {index} (start {start})"
-    ctx, integ = _new_context(seed, what)
+def _reseed(context: BatchContext, seed: int, what: str) -> tuple[openmm.Context, openmm.Integrator]:
+    """The batch's Context with its integrator seeded with ``seed`` (as a fresh Context would be)."""
+    with openmm_errors(f"creating the context of {what} on the {context.dynamics.platform} platform"):
+        return context.reseed(seed)
+
+
+def _shoot_batch(w: dict, tasks, progress) -> Iterator[tuple]:
+    """Two-way shots ``(index, start, seed)`` on one Context; yields per shot (forward outcome, steps,
+    backward outcome, steps, xyz or None, boxes or None): the trajectory only when reactive."""
+    context = BatchContext(w["dynamics"], w["system"], w["properties"])
     try:
-        fwd, bwd, x0, box0 = _two_way(ctx, integ, w["starts"][start],
-                                      None if w["boxes"] is None else w["boxes"][start], seed, what)
+        for index, start, seed in tasks:
+            what = f"shot {index} (start {start})"
+            ctx, integ = _reseed(context, seed, what)
+            fwd, bwd, x0, box0 = _two_way(w, ctx, integ, w["starts"][start],
+                                          None if w["boxes"] is None else w["boxes"][start], seed, what)
+            xyz = boxes = None
+            if _reactive(fwd.outcome, bwd.outcome):
+                xyz, boxes, _ = _join(fwd, bwd, x0, box0)
+            if progress is not None:
+                progress(1)
+            yield fwd.outcome, fwd.steps, bwd.outcome, bwd.steps, xyz, boxes
     finally:
-        del ctx, integ
-    xyz = boxes = None
-    if _reactive(fwd.outcome, bwd.outcome):
-        xyz, boxes, _ = _join(fwd, bwd, x0, box0)
-    if "callback" in w:
-        w["callback"](1)
-    return fwd.outcome, fwd.steps, bwd.outcome, bwd.steps, xyz, boxes
+        context.close()
 
 
-def _tps_chain(task) -> tuple:
-    """``n_moves`` two-way shooting moves from one reactive path ``(chain, xyz, boxes, seed,
-    n_moves)``; returns (moves as tuples, final xyz, final boxes, decorrelated)."""
-    chain, xyz, boxes, seed, n_moves = task
+def _tps_batch(w: dict, tasks, progress) -> Iterator[tuple]:
+    """TPS chains ``(chain, xyz, boxes, seed, n_moves)`` on one Context; yields per chain (moves as
+    tuples, final xyz, final boxes, decorrelated)."""
+    context = BatchContext(w["dynamics"], w["system"], w["properties"])
+    try:
+        for task in tasks:
+            yield _tps_chain(w, context, *task)
+            if progress is not None:
+                progress(1)
+    finally:
+        context.close()
+
+
+def _tps_chain(w: dict, context: BatchContext, chain: int, xyz: np.ndarray, boxes: np.ndarray | None, seed: int,
+               n_moves: int) -> tuple:
+    """``n_moves`` two-way shooting moves from one reactive path (one random stream for the chain)."""
     rng = np.random.default_rng(seed)
     seeded = np.ones(len(xyz), dtype=bool)  # frames that come from the seed path
     moves = []
-    ctx, integ = _new_context(seed, f"TPS chain {chain}")
-    try:
-        for m in range(n_moves):
-            n_old = len(xyz)
-            k = int(rng.integers(1, n_old - 1))  # interior frames: outside A and B
-            velocity_seed = int(rng.integers(1, MAX_SEED + 1))
-            u = float(rng.random())
-            fwd, bwd, x0, box0 = _two_way(ctx, integ, xyz[k], None if boxes is None else boxes[k], velocity_seed,
-                                          f"TPS chain {chain}, move {m}")
-            n_new = len(fwd.frames) + len(bwd.frames) + 1 if _reactive(fwd.outcome, bwd.outcome) else 0
-            accepted = n_new > 0 and u < min(1.0, (n_old - 2) / (n_new - 2))
-            if accepted:
-                from_seed = seeded[k]
-                xyz, boxes, k_new = _join(fwd, bwd, x0, box0)
-                seeded = np.zeros(len(xyz), dtype=bool)
-                seeded[k_new] = from_seed
-            moves.append((chain, m, k, fwd.outcome, bwd.outcome, fwd.steps, bwd.steps, n_old, n_new, accepted))
-    finally:
-        del ctx, integ
-    if "callback" in _WORKER:
-        _WORKER["callback"](1)
+    ctx, integ = _reseed(context, seed, f"TPS chain {chain}")
+    for m in range(n_moves):
+        n_old = len(xyz)
+        k = int(rng.integers(1, n_old - 1))  # interior frames: outside A and B
+        velocity_seed = int(rng.integers(1, MAX_SEED + 1))
+        u = float(rng.random())
+        fwd, bwd, x0, box0 = _two_way(w, ctx, integ, xyz[k], None if boxes is None else boxes[k], velocity_seed,
+                                      f"TPS chain {chain}, move {m}")
+        n_new = len(fwd.frames) + len(bwd.frames) + 1 if _reactive(fwd.outcome, bwd.outcome) else 0
+        accepted = n_new > 0 and u < min(1.0, (n_old - 2) / (n_new - 2))
+        if accepted:
+            from_seed = seeded[k]
+            xyz, boxes, k_new = _join(fwd, bwd, x0, box0)
+            seeded = np.zeros(len(xyz), dtype=bool)
+            seeded[k_new] = from_seed
+        moves.append((chain, m, k, fwd.outcome, bwd.outcome, fwd.steps, bwd.steps, n_old, n_new, accepted))
     return moves, xyz, boxes, not seeded.any()
 
 
@@ -813,6 +815,7 @@ def two_way_shooting(
     checkpoint: str | os.PathLike | None = None,
     progress: bool = True,
     callback: Callable[[Shot, mdtraj.Trajectory | None], None] | None = None,
+    executor: Executor | None = None,
 ) -> ShootingResult:
     """Two-way shooting from every start configuration; optionally transition path sampling.
 
@@ -836,7 +839,7 @@ def two_way_shooting(
         Steps between state tests = between the frames of the trajectories.
     dynamics : Dynamics, optional
         Temperature (K), time step (ps), friction (1/ps), platform, seed and ``n_workers`` (worker
-        processes, one Context per shot); None fields come from a MolecularSystem (a bare
+        processes; one Context per batch of shots, re-seeded per shot); None fields come from a MolecularSystem (a bare
         ``openmm.System`` needs temperature and time step). A None seed is drawn once and recorded
         in ``settings``.
     box_vectors : (3, 3) or (n_frames, 3, 3) nm, optional
@@ -854,7 +857,11 @@ def two_way_shooting(
     progress : bool
         Progress bars (shots, chains).
     callback : callable, optional
-        Called in this process after each shot that ran with ``(Shot, trajectory or None)``.
+        Called in this process after each shot that ran with ``(Shot, trajectory or None)``, in the
+        order the shots finish.
+    executor : concurrent.futures.Executor or dask.distributed.Client, optional
+        Where the shots and chains run (:mod:`~tps_diffusion.molecular.parallel`; state tests must
+        then be picklable); None: ``dynamics.n_workers`` local processes.
 
     Returns
     -------
@@ -873,7 +880,7 @@ def two_way_shooting(
         raise ValueError(f"tse_tol must be in (0, 0.5]; got {tse_tol}")
     in_A, in_B = as_state_test(system, in_A, "in_A"), as_state_test(system, in_B, "in_B")
     check_state_tests(in_A, in_B)
-    dyn, omm_system = resolve_system(system, dynamics, "two_way_shooting")
+    dyn, omm_system = resolve_system(system, dynamics, "two_way_shooting", check_platform=executor is None)
     if dyn.seed is None:
         dyn = replace(dyn, seed=int(np.random.SeedSequence().generate_state(1)[0] % MAX_SEED))
     frames = _as_frames(starts, system, box_vectors, omm_system.getNumParticles())
@@ -907,15 +914,17 @@ def two_way_shooting(
         else:
             tasks.append((i, s, seeds[i]))
 
+    frame_bytes = omm_system.getNumParticles() * 12 + (36 if boxes is not None else 0)
     base = dict(system_xml=openmm.XmlSerializer.serialize(omm_system), dynamics=dyn, in_A=in_A, in_B=in_B,
                 max_steps=max_steps, check_interval=check_interval, starts=xyz, boxes=boxes)
-    context = mp_context(dyn.mp_context, dyn.platform)
 
     def run_phase(work: Callable, phase_tasks: list, desc: str, unit_: str, on_result: Callable) -> None:
         n_workers = dyn.with_workers(len(phase_tasks)).n_workers
         bar = tqdm(total=len(phase_tasks), desc=desc, unit=unit_, disable=not progress)
-        payload = dict(base, properties=platform_properties(dyn.platform, n_workers))
-        run_tasks(_init_worker, work, _WORKER, payload, phase_tasks, n_workers, context, bar, on_result)
+        payload = dict(base, properties=platform_properties(dyn.platform, n_workers) if executor is None else {})
+        run_batches(_setup, work, payload, phase_tasks, executor=executor, n_workers=n_workers,
+                    start_method=dyn.mp_context, platform=dyn.platform, bar=bar, on_result=on_result, keep=False,
+                    task_bytes=frame_bytes * (2 * max_steps // check_interval + 1))  # the longest trajectory
 
     def on_shot(k: int, r: tuple) -> None:
         i, s, seed = tasks[k]
@@ -929,7 +938,7 @@ def two_way_shooting(
             callback(shot, _trajectory(frames, r[4], r[5], dt_frame) if shot.reactive else None)
 
     if tasks:
-        run_phase(_shoot_one, tasks, f"two-way shots ({len(xyz)} frames x {n_shots})", "shot", on_shot)
+        run_phase(_shoot_batch, tasks, f"two-way shots ({len(xyz)} frames x {n_shots})", "shot", on_shot)
     reactive_shots = sorted(xyz_of)
     tps = None
     if tps_moves and reactive_shots:
@@ -955,7 +964,7 @@ def _run_tps(reactive_shots: list[int], xyz_of: dict, seeds: list[int], n_moves:
             log.save_chain(c, moves, r[1], r[2], r[3])
 
     if tasks:
-        run_phase(_tps_chain, tasks, f"TPS chains ({n_moves} moves each)", "chain", on_chain)
+        run_phase(_tps_batch, tasks, f"TPS chains ({n_moves} moves each)", "chain", on_chain)
     order = range(len(reactive_shots))
     return TPSResult(moves=[m for c in order for m in chains[c][0]],
                      trajectories=[_trajectory(frames, chains[c][1], chains[c][2], dt_frame) for c in order],
