@@ -25,8 +25,9 @@ from ..molecular.geodesic import MolecularGeodesic, molecular_geodesic
 from ..molecular.limits import check_output_dir
 from ..molecular.md import run_md
 from ..molecular.model import MolecularModel, train_on_samples
-from ..molecular.paths import sample_molecular_paths
+from ..molecular.paths import pair_directory, sample_molecular_paths, sample_pair_paths
 from ..molecular.pathstore import StoreMismatch
+from ..molecular.restrained import PathSet
 from ..molecular.shooting import CheckpointMismatch, as_state_test, remove_checkpoint, shooting_frames, two_way_shooting
 from ..plotting import plot_committor, plot_cv_paths, plot_log_snr, plot_path_energies, save_figure
 from ..utils.files import atomic_path, write_json
@@ -35,6 +36,7 @@ from .content import sha256
 from .executors import executor_for, executor_spec
 from .inputs import (
     atom_selection,
+    geodesic_pairs,
     load_path,
     load_pathset,
     load_system,
@@ -43,6 +45,7 @@ from .inputs import (
     system_info,
     system_ref,
 )
+from .parser import UsageError
 from .rundir import MANIFEST, PROG, Run, producer_manifest, read_json
 
 PATHS_FORMAT = "tps_diffusion.paths/1"
@@ -215,41 +218,55 @@ def cmd_geodesic(args, run: Run) -> None:
     model = MolecularModel.load(args.model, None, device=args.device)
     system = load_system(args.system or (model.system_info or {}).get("system_file") or model.system_name)
     model.check_system(system)
+    pairs = geodesic_pairs(args, system)
     run.input("model", args.model)
     for key in ("start", "end", "avoid"):
         spec_input(run, key, getattr(args, key))
+    for key in ("pairs_file", "trajectory"):
+        if getattr(args, key) is not None:
+            run.input(key, getattr(args, key))
     run.inputs["system"] = system_info(system)
-    start, end = structure(system, args.start), structure(system, args.end)
     avoid = None if args.avoid is None else structure(system, args.avoid)
     overrides = given(args, {"rho_var": "rho_var", "rho_kl": "rho_kl", "lam_end": "lam_end", "points": "n_points",
                              "nodes": "n_nodes", "steps": "steps", "lr": "lr", "probes": "n_probes", "seed": "seed"})
-    geo = molecular_geodesic(model, system, start, end, mode=args.mode, avoid=avoid if args.mode == "avoid" else None,
+    geo = molecular_geodesic(model, system, pairs=pairs, mode=args.mode, avoid=avoid if args.mode == "avoid" else None,
                              avoid_lam=args.avoid_lam, check=not args.no_check, progress=run.progress, **overrides)
     # the model is recorded relative to this run directory, so that moving (publishing) a tree of runs keeps the link
     model_link = os.path.relpath(Path(args.model).resolve(), run.dir.resolve())
-    geo.labels.update(system=system_ref(system), model=model_link, model_sha256=sha256(Path(args.model)),
-                      start=str(args.start), end=str(args.end))
+    geo.labels.update(system=system_ref(system), model=model_link, model_sha256=sha256(Path(args.model)))
+    if args.start is not None:
+        geo.labels.update(start=str(args.start), end=str(args.end))
     out = run.path("geodesic.npz")
     geo.save(out, run.overwrite)
     run.output("geodesic", out)
 
     cfg, core = geo.config, geo.geodesic
+    one = geo.n_curves == 1
     fig, ax = plt.subplots(figsize=(6, 4))
-    plot_log_snr(core.lam[0].detach().cpu().numpy(), ax=ax,
-                 threshold=cfg.rho_var if cfg.mode != "unconstrained" else None,
-                 label=f"geodesic ({cfg.mode})")
-    ax.set_title(f"{system.name}: {args.start} -> {args.end}")
+    for i, name in enumerate(geo.pair_names):
+        plot_log_snr(core.lam[i].detach().cpu().numpy(), ax=ax,
+                     threshold=cfg.rho_var if cfg.mode != "unconstrained" and i == 0 else None,
+                     label=f"geodesic ({cfg.mode})" if one else name)
+    ax.set_title(f"{system.name}: {args.start} -> {args.end}" if args.start is not None
+                 else f"{system.name}: {geo.pair_names[0] if one else f'{geo.n_curves} pairs'} ({cfg.mode})")
     ax.legend(loc="best", fontsize="small")
     fig.tight_layout()
     png = save_figure(fig, run.path("geodesic.png"), run.overwrite)
     run.output("plot", png)
-    run.results = {"min_lambda": float(core.min_lambda.min()), "curve_energy": float(core.energy[0]),
-                   "curve_length": float(core.length[0]), "steps_done": core.steps_done, "seconds": core.seconds,
+    per_pair = {name: {"min_lambda": float(core.min_lambda[i]), "curve_energy": float(core.energy[i]),
+                       "curve_length": float(core.length[i]), "steps_done": core.curve_steps[i],
+                       "min_kl_nats": None if core.kl is None else float(core.kl[i].min())}
+                for i, name in enumerate(geo.pair_names)}
+    run.results = {"min_lambda": float(core.min_lambda.min()), "steps_done": core.steps_done, "seconds": core.seconds,
                    "message": core.message, "config": cfg.to_dict(),
-                   "min_kl_nats": None if core.kl is None else float(core.kl.min())}
+                   "min_kl_nats": None if core.kl is None else float(core.kl.min()), "pairs": per_pair}
+    if one:  # the figures of the one curve
+        run.results.update(curve_energy=per_pair[geo.pair_names[0]]["curve_energy"],
+                           curve_length=per_pair[geo.pair_names[0]]["curve_length"])
     if core.message:
         print(f"{PROG}: warning: {core.message}", file=sys.stderr)
-    say(args, f"geodesic: {cfg.mode}, min log-SNR {float(core.min_lambda.min()):.3g} -> {out}")
+    pairs_note = "" if one else f"{geo.n_curves} pairs, "
+    say(args, f"geodesic: {pairs_note}{cfg.mode}, min log-SNR {float(core.min_lambda.min()):.3g} -> {out}")
 
 
 def cmd_sample(args, run: Run) -> None:
@@ -260,6 +277,10 @@ def cmd_sample(args, run: Run) -> None:
         raise ValueError(f"{run.dir} holds {what}: nothing to resume; use --overwrite to sample again, or give the "
                          f"--run-dir of an interrupted 'sample'")
     geo = MolecularGeodesic.load(args.geodesic)
+    names = geo.pair_names if args.pair is None else [geo.pair_names[geo.curve_index(args.pair)]]
+    if args.start is not None and geo.n_curves > 1:
+        raise UsageError(f"--start applies to a geodesic of one pair; {args.geodesic} holds {geo.n_curves} pairs, "
+                         f"each sampled from its own start (see '{PROG} sample --help')")
     model_path = args.model if args.model is not None else Path(args.geodesic).parent / geo.labels["model"]
     model = MolecularModel.load(model_path, None, device="cpu")
     if sha256(model_path) != geo.labels.get("model_sha256"):
@@ -275,75 +296,95 @@ def cmd_sample(args, run: Run) -> None:
     if args.start is not None:
         s = structure(system, args.start)
         start = s if isinstance(s, str) else np.asarray(s.xyz[0], dtype=float)
-    dcd = run.path("paths.dcd")
+    # one pair: its files in the run directory; several: in a directory per pair
+    folders = {name: "" if len(names) == 1 else f"{pair_directory(name)}/" for name in names}
     n_frames = args.paths * geo.curve.shape[-2] * (args.steps_per_point // args.record_interval)
-    check_writable_trajectory_path(dcd, run.overwrite or run.resumed, trajectory_bytes(2 * n_frames, system.n_atoms))
+    for folder in folders.values():
+        check_writable_trajectory_path(run.path(f"{folder}paths.dcd"), run.overwrite or run.resumed,
+                                       trajectory_bytes(2 * n_frames * len(names), system.n_atoms))
     store = run.path(PATH_STORE)  # paths stream here as they finish; an interrupted sample resumes from it
+    settings = dict(n_paths=args.paths, steps_per_point=args.steps_per_point, dynamics=dynamics(args),
+                    record_interval=args.record_interval, spacing=args.spacing, progress=run.progress, store=store)
+
+    def draw(executor) -> dict[str, PathSet]:
+        if geo.n_curves == 1:  # the seed as given
+            return {names[0]: sample_molecular_paths(system, model, geo, start=start, executor=executor, **settings)}
+        return dict(sample_pair_paths(system, model, geo, pairs=names, executor=executor, **settings))
+
     try:
         with executor_for(args) as executor:
             try:
-                ps = sample_molecular_paths(system, model, geo, n_paths=args.paths,
-                                            steps_per_point=args.steps_per_point, dynamics=dynamics(args), start=start,
-                                            record_interval=args.record_interval, spacing=args.spacing,
-                                            progress=run.progress, executor=executor, store=store)
+                drawn = draw(executor)
             except StoreMismatch:
                 if not run.resumed:
                     raise
                 say(args, "sample: the interrupted paths were sampled with other settings; starting again")
                 shutil.rmtree(store)
-                ps = sample_molecular_paths(system, model, geo, n_paths=args.paths,
-                                            steps_per_point=args.steps_per_point, dynamics=dynamics(args), start=start,
-                                            record_interval=args.record_interval, spacing=args.spacing,
-                                            progress=run.progress, executor=executor, store=store)
+                drawn = draw(executor)
     except KeyboardInterrupt:
         run.keep_unpublished("interrupted")
         raise KeyboardInterrupt(f"sampling interrupted; the finished paths are kept: continue with the same command "
                                 f"plus --run-dir {run.dir} --resume") from None
-    write_dcd_stream(ps.trajectories, dcd, overwrite=run.overwrite or run.resumed, topology_pdb=True)  # path by path
-    run.output("paths", dcd)
-    run.output("topology", dcd.with_suffix(".pdb"))
+    results = {name: write_paths(args, run, system, geo, name, ps, folders[name]) for name, ps in drawn.items()}
+    shutil.rmtree(store)  # every output is written: the per-path files are not needed any more
+    if len(names) == 1:
+        run.results = results[names[0]]
+        return
+    run.results = {"pairs": results, "n_paths": sum(r["n_paths"] for r in results.values()),
+                   "n_force_evaluations": sum(r["n_force_evaluations"] for r in results.values()),
+                   "sampling_wall_time_s": sum(r["sampling_wall_time_s"] for r in results.values())}
+
+
+def write_paths(args, run: Run, system, geo: MolecularGeodesic, name: str, ps: PathSet, folder: str) -> dict:
+    """Write the paths of pair ``name`` (paths.dcd + .pdb, .npz, .json, .png) into ``folder`` of the run
+    directory ("" or "START_to_END/"), record them as outputs and return the pair's results."""
+    index = geo.curve_index(name)
     overwrite = run.overwrite or run.resumed
-    npz = run.path("paths.npz")
+    dcd = run.path(f"{folder}paths.dcd")
+    write_dcd_stream(ps.trajectories, dcd, overwrite=overwrite, topology_pdb=True)  # path by path
+    run.output(f"{folder}paths", dcd)
+    run.output(f"{folder}topology", dcd.with_suffix(".pdb"))
+    npz = run.path(f"{folder}paths.npz")
     with atomic_path(npz, overwrite) as tmp, open(tmp, "wb") as fh:
         np.savez(fh, energies_kJ_mol=ps.energies, tilt_energies_kJ_mol=ps.tilt_energies, point_index=ps.point_index,
                  time_ps=ps.trajectories[0].time)
-    run.output("energies", npz)
+    run.output(f"{folder}energies", npz)
 
-    end_label = geo.labels.get("end", geo.end().label)
-    if end_label not in system.states and geo.end().positions is not None:  # an end given as a file: its state
-        end_label = system.assign_states(system.to_trajectory(geo.end().positions))[0] or end_label
+    end = geo.end(index)
+    end_label = geo.labels.get("end", end.label)
+    if end_label not in system.states and end.positions is not None:  # an end given as a file: its state
+        end_label = system.assign_states(system.to_trajectory(end.positions))[0] or end_label
     reached = system.states[end_label].contains(ps.final_frames()).tolist() if end_label in system.states else None
     max_e = ps.max_energy()
     frames_per_path = ps.trajectories[0].n_frames
-    info = {"format": PATHS_FORMAT, "system": system_ref(system), "n_paths": ps.n_paths,
+    info = {"format": PATHS_FORMAT, "system": system_ref(system), "pair": name, "n_paths": ps.n_paths,
             "frames_per_path": frames_per_path,
             "trajectory": dcd.name, "topology": dcd.with_suffix(".pdb").name, "energies": npz.name,
-            "start": geo.labels.get("start", geo.start().label) if start is None else args.start, "end": end_label,
-            "end_state_reached": reached, "max_energy_kJ_mol": max_e, "n_force_evaluations": ps.n_force_evaluations,
-            "n_energy_evaluations": ps.n_energy_evaluations, "seeds": ps.seeds, "settings": ps.settings,
-            "wall_time_s": ps.wall_time_s}
-    js = run.path("paths.json")
+            "start": geo.labels.get("start", geo.start(index).label) if args.start is None else args.start,
+            "end": end_label, "end_state_reached": reached, "max_energy_kJ_mol": max_e,
+            "n_force_evaluations": ps.n_force_evaluations, "n_energy_evaluations": ps.n_energy_evaluations,
+            "seeds": ps.seeds, "settings": ps.settings, "wall_time_s": ps.wall_time_s}
+    js = run.path(f"{folder}paths.json")
     write_json(js, jsonable(info), overwrite)
-    run.output("summary", js)
+    run.output(f"{folder}summary", js)
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
     plot_cv_paths(system, ps.trajectories, ax=ax1)
-    ax1.set_title(f"{ps.n_paths} paths, {system.name}")
+    ax1.set_title(f"{ps.n_paths} paths, {system.name}" + (f", {name}" if geo.n_curves > 1 else ""))
     plot_path_energies(ps.energies, ax=ax2, n_show=50)
     ax2.set_title("force-field energy along the paths")
     fig.tight_layout()
-    png = save_figure(fig, run.path("paths.png"), overwrite)
-    run.output("plot", png)
-    shutil.rmtree(store)  # every output is written: the per-path files are not needed any more
+    run.output(f"{folder}plot", save_figure(fig, run.path(f"{folder}paths.png"), overwrite))
     finite = max_e[np.isfinite(max_e)]
     summary = ({"mean": float(finite.mean()), "std": float(finite.std()), "min": float(finite.min())} if len(finite)
                else {"mean": None, "std": None, "min": None})
-    run.results = {"n_paths": ps.n_paths, "frames_per_path": frames_per_path, "max_energy_kJ_mol": summary,
-                   "end_state": end_label, "end_state_hit_rate": None if reached is None else float(np.mean(reached)),
-                   "n_force_evaluations": ps.n_force_evaluations, "sampling_wall_time_s": ps.wall_time_s,
-                   "sampler_settings": ps.settings}
     hits = "" if reached is None else f", {np.mean(reached):.0%} end in {end_label}"
-    say(args, f"sample: {ps.n_paths} paths x {frames_per_path} frames{hits} -> {dcd}")
+    which = f"{name}: " if geo.n_curves > 1 else ""
+    say(args, f"sample: {which}{ps.n_paths} paths x {frames_per_path} frames{hits} -> {dcd}")
+    return {"n_paths": ps.n_paths, "frames_per_path": frames_per_path, "max_energy_kJ_mol": summary,
+            "end_state": end_label, "end_state_hit_rate": None if reached is None else float(np.mean(reached)),
+            "n_force_evaluations": ps.n_force_evaluations, "sampling_wall_time_s": ps.wall_time_s,
+            "sampler_settings": ps.settings}
 
 
 def cmd_shoot(args, run: Run) -> None:

@@ -263,15 +263,26 @@ def build_parser() -> argparse.ArgumentParser:
     _common(p)
 
     # ----- geodesic
-    p = add("geodesic", "optimise a spacetime geodesic between two endpoints",
+    p = add("geodesic", "optimise spacetime geodesics between pairs of endpoints",
             "Geodesic in the model's spacetime (log-SNR lambda, features x) between two endpoints at log-SNR "
-            "--lam-end; writes geodesic.npz (lam, x, config, endpoints) and geodesic.png (log-SNR along the curve).")
+            "--lam-end, or one per pair of endpoints (--pairs, --pairs-file), all optimised in one batch; writes "
+            "geodesic.npz (lam, x, config, endpoints, pair names) and geodesic.png (log-SNR along the curves).")
     p.add_argument("--model", type=Path, required=True, metavar="CKPT", help="checkpoint written by 'train' (model.pt)")
     _system_arg(p, help_extra=" (default: the model's)")
-    p.add_argument("--start", required=True, metavar="STATE|FILE",
-                   help="start: state name (e.g. C5) or a structure file (first frame; nm)")
-    p.add_argument("--end", required=True, metavar="STATE|FILE",
+    p.add_argument("--start", metavar="STATE|FILE",
+                   help="start: state name (e.g. C5) or a structure file (first frame; nm); or give --pairs")
+    p.add_argument("--end", metavar="STATE|FILE",
                    help="end: state name (e.g. C7ax) or a structure file (first frame; nm)")
+    p.add_argument("--pairs", metavar="all|A:B,...",
+                   help="several transitions at once, one curve each: 'all' (every pair of the system's states, each "
+                        "once, e.g. C5:C7eq,C5:C7ax,C7eq:C7ax) or comma-separated START:END pairs of state names or "
+                        "frame indices of --trajectory, e.g. C5:C7ax,C7eq:C7ax (docs/distributed.md)")
+    p.add_argument("--pairs-file", type=Path, metavar="FILE",
+                   help="the pairs in a text file, one a line: START END (or START:END), state names or frame "
+                        "indices of --trajectory; '#' starts a comment")
+    p.add_argument("--trajectory", type=Path, metavar="TRAJ",
+                   help="trajectory (read with the system's topology; positions in nm) whose frames the integer "
+                        "endpoints of --pairs/--pairs-file index, 0-based")
     p.add_argument("--mode", default="unconstrained", choices=("unconstrained", "low_variance", "avoid"),
                    help="unconstrained; low_variance keeps log-SNR >= --rho-var; "
                         "avoid also keeps KL from --avoid >= --rho-kl")
@@ -303,7 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
             "Transition paths along a geodesic: for every curve point --steps-per-point Langevin steps under the force "
             "field with a harmonic restraint (kJ/mol/nm^2) towards the point's target structure. Writes paths.dcd + "
             "paths.pdb (all paths, one after another), paths.npz (energies in kJ/mol), paths.json and paths.png "
-            "(paths in CV space, e.g. phi/psi in rad, and energy along the paths).")
+            "(paths in CV space, e.g. phi/psi in rad, and energy along the paths). A geodesic of several pairs "
+            "(geodesic --pairs): --paths paths for every pair, each in its own directory START_to_END/ with these "
+            "files (pair seeds derive from --seed and the pair's name), or only --pair NAME, written as for one pair.")
     p.add_argument("--model", type=Path, metavar="CKPT",
                    help="checkpoint written by 'train' (default: the one the geodesic was made with)")
     p.add_argument("--geodesic", type=Path, required=True, metavar="NPZ",
@@ -325,7 +338,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="curve points as the geodesic has them, or 'tilt': respaced so that every block moves the "
                         "restraint centre by the same number of restraint widths (more MD time where the restraint is "
                         "stiff; docs/method.md, section 5)")
-    p.add_argument("--start", metavar="STATE|FILE", help="start structure (default: the geodesic's start)")
+    p.add_argument("--start", metavar="STATE|FILE",
+                   help="start structure (default: the geodesic's start; one pair only)")
+    p.add_argument("--pair", metavar="START:END",
+                   help="of a geodesic of several pairs, sample only this pair (its paths are those it gets when all "
+                        "pairs are sampled)")
     p.add_argument("--platform", metavar="NAME", help="OpenMM platform (default: Reference below 200 atoms)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted sample in --run-dir DIR: the paths already written are kept (same "

@@ -104,7 +104,8 @@ class Geodesic:
     config: GeodesicConfig
     kl: Tensor | None = None  # (B, N) KL from z* in nats, for mode "avoid"
     history: list[float] = field(default_factory=list)  # total loss per step (summed over curves)
-    steps_done: int = 0
+    steps_done: int = 0  # steps of the longest-running curve
+    curve_steps: list[int] = field(default_factory=list)  # steps of each curve (each stops on its own)
     seconds: float = 0.0
     message: str = ""
 
@@ -186,9 +187,12 @@ def optimise_geodesic(
 
     ``avoid`` is the forbidden spacetime point ``z* = (lam, x)`` ``(1 + D,)`` for mode ``"avoid"``.
     Bad settings, non-finite endpoints or shapes that do not match each other or the denoiser raise a
-    one-line ValueError/TypeError before optimising. If the loss or its gradient stops being finite
-    the optimisation stops, warns with the step number, and returns the last finite curve; if it is
-    not finite at step 0 (no finite curve exists) it raises FloatingPointError. ``callback`` is called
+    one-line ValueError/TypeError before optimising. The curves are independent: each stops on its own
+    (converged, see ``GeodesicConfig.tol``, or non-finite), so a curve of a batch is the curve optimised
+    alone up to floating-point rounding (batched matrix products round differently). If the loss or its
+    gradient of a curve stops being finite, that curve stops, with a warning naming the step, at its
+    last finite state; if it is not finite at step 0 (no finite curve exists) FloatingPointError is
+    raised. ``callback`` is called
     after every step with ``{"step": int, "loss": float (summed over curves), "nodes": Tensor (B, M, 1 + D)}``.
     """
     if config is not None and not isinstance(config, GeodesicConfig):
@@ -226,8 +230,8 @@ def optimise_geodesic(
         mu_ref = expectation_params(denoiser, z_ref[None], probes())[0].detach()
         kl_start = kl_to_point(denoiser, z_ref, spline.start, probes=probes()).detach()[:, None]
 
-    def evaluate(z: Tensor, pr: Tensor | None, curves: slice):
-        """Loss (per curve), energy, eta, mu and KL of the curves ``z`` = curves[curves]."""
+    def evaluate(z: Tensor, pr: Tensor | None, curves: Tensor | slice):
+        """Loss (per curve), energy, eta, mu and KL of the curves ``z`` (those of the indices ``curves``)."""
         eta, mu = natural_params(z), expectation_params(denoiser, z, pr)
         energy = curve_energy(eta, mu)
         loss = energy
@@ -239,55 +243,76 @@ def optimise_geodesic(
             loss = loss + cfg.w_kl * _soft_hinge(cfg.rho_kl + cfg.margin - kl, cfg.sharpness).mean(-1)
         return loss, energy, eta, mu, kl
 
+    n_curves = spline.nodes.shape[0]
     history: list[float] = []
+    curve_history: list[list[float]] = []  # per step: the loss of every curve
+    running = torch.ones(n_curves, dtype=torch.bool, device=device)  # curves still being optimised
+    curve_steps = [cfg.steps] * n_curves
+    losses = torch.zeros(n_curves, dtype=dtype, device=device)
     last_good = spline.nodes.detach().clone()
-    message = ""
+    messages: list[str] = []
     t0 = time.perf_counter()
     bar = tqdm(range(cfg.steps), desc=f"geodesic ({cfg.mode})", disable=not progress, mininterval=1.0)
     step = 0
-    n_curves = spline.nodes.shape[0]
     chunk = curves_per_pass(spline.nodes.device, n_curves, cfg.n_points, cfg.n_probes or dim)
     for step in bar:
-        # the curves are independent: one backward pass per chunk of curves (see curves_per_pass),
-        # then the spline's own (linear) backward; gradients w.r.t. the curve only, never the model
+        # the curves are independent: one backward pass per chunk of the running curves (see
+        # curves_per_pass), then the spline's own (linear) backward; gradients w.r.t. the curve only
         z = spline(cfg.n_points)
         z_free = z.detach()
         grad = torch.zeros_like(z_free)
         pr = probes()
-        loss = torch.zeros((), dtype=dtype, device=device)
-        for i in range(0, n_curves, chunk):
-            part = slice(i, i + chunk)
+        active = running.nonzero().flatten()
+        for i in range(0, len(active), chunk):
+            part = active[i:i + chunk]
             zc = z_free[part].requires_grad_(True)
-            loss_c = evaluate(zc, pr, part)[0].sum()
-            (grad[part],) = torch.autograd.grad(loss_c, zc)
-            loss = loss + loss_c.detach()
+            loss_c = evaluate(zc, pr, part)[0]
+            (grad[part],) = torch.autograd.grad(loss_c.sum(), zc)
+            losses[part] = loss_c.detach()
         opt.zero_grad(set_to_none=True)
         z.backward(grad)
-        if not torch.isfinite(loss) or not torch.isfinite(spline.nodes.grad).all():
+        finite = torch.isfinite(losses) & torch.isfinite(spline.nodes.grad).flatten(1).all(1)
+        bad = running & ~finite
+        if bad.any():
+            which = "" if n_curves == 1 else f" of curve(s) {bad.nonzero().flatten().tolist()}"
             if step == 0:  # no finite curve to return
-                what = f"loss ({loss.item()})" if not torch.isfinite(loss) else "gradient"
+                what = "loss" if not torch.isfinite(losses[bad]).all() else "gradient"
                 where = "at these endpoints" + (" or at the forbidden point avoid" if cfg.mode == "avoid" else "")
                 raise FloatingPointError(
-                    f"geodesic optimisation: the {what} of the initial curve is not finite, so no "
+                    f"geodesic optimisation: the {what} of the initial curve{which} is not finite, so no "
                     f"finite curve exists; the model's output is NaN/inf {where}: check that lam_end ({cfg.lam_end:g}) "
                     "is inside the trained log-SNR range and that the model file is intact (retrain if not)")
-            message = (f"geodesic optimisation stopped at step {step}: non-finite loss or gradient (model output "
-                       f"NaN/inf); returned the curve of step {step - 1}")
-            warnings.warn(message, RuntimeWarning, stacklevel=2)
+            messages.append(f"geodesic optimisation{which} stopped at step {step}: non-finite loss or gradient (model "
+                            f"output NaN/inf); returned the curve of step {step - 1}")
+            warnings.warn(messages[-1], RuntimeWarning, stacklevel=2)
             with torch.no_grad():
-                spline.nodes.copy_(last_good)
-            break
+                spline.nodes[bad] = last_good[bad]
+                losses[bad] = torch.as_tensor(curve_history[-1], dtype=dtype, device=device)[bad]
+            running &= ~bad
+            for c in bad.nonzero().flatten().tolist():
+                curve_steps[c] = step
+            if not running.any():
+                break
         last_good = spline.nodes.detach().clone()
-        history.append(loss.item())
+        curve_history.append(losses.tolist())
+        history.append(sum(curve_history[-1]))
+        spline.nodes.grad[~running] = 0.0
         opt.step()
+        with torch.no_grad():  # Adam's momentum would still move the stopped curves
+            spline.nodes[~running] = last_good[~running]
         if callback is not None:
             callback({"step": step, "loss": history[-1], "nodes": spline.nodes.detach()})
         if step % 50 == 0:
             bar.set_postfix(loss=f"{history[-1]:.3f}")
-            converged = step >= 100 and history[-51] - history[-1] < cfg.tol * abs(history[-1])
-            if converged and cfg.n_probes is None:  # a Hutchinson loss is too noisy for this test
-                step += 1
-                break
+            if step >= 100 and cfg.n_probes is None:  # a Hutchinson loss is too noisy for this test
+                for c in running.nonzero().flatten().tolist():  # each curve stops on its own
+                    before, now = curve_history[-51][c], curve_history[-1][c]
+                    if before - now < cfg.tol * abs(now):
+                        running[c] = False
+                        curve_steps[c] = step + 1
+                if not running.any():
+                    step += 1
+                    break
     else:
         step = cfg.steps
     bar.close()
@@ -298,4 +323,4 @@ def optimise_geodesic(
         _, energy, eta, mu, kl = evaluate(z, probes(), slice(None))
     return Geodesic(curve=z, energy=energy.detach(), length=curve_length(eta, mu).detach(), config=cfg,
                     kl=None if kl is None else kl.detach(), history=history, steps_done=step,
-                    seconds=seconds, message=message)
+                    curve_steps=curve_steps, seconds=seconds, message="; ".join(messages))

@@ -20,7 +20,7 @@ from .formats import load_samples, load_trajectory, write_trajectory
 from .geodesic import MolecularGeodesic, molecular_geodesic
 from .md import MDResult, run_md
 from .model import MolecularModel, featurize_samples, train_on_samples
-from .paths import sample_molecular_paths
+from .paths import PairPaths, sample_molecular_paths, sample_pair_paths
 from .restrained import PathSet, sample_paths
 from .shooting import ShootingFrames, ShootingResult, in_states, shooting_frames, two_way_shooting
 from .states import RMSD, Angle, Dihedral, Distance, Region, State, StateDefinition, cv_from_dict, state_from_dict
@@ -33,4 +33,5 @@ __all__ = [
     "featurize_samples", "train_on_samples", "sample_molecular_paths", "PathSet", "sample_paths", "Dihedral",
     "Distance", "State", "MolecularSystem", "Angle", "RMSD", "Region", "StateDefinition", "cv_from_dict",
     "state_from_dict", "ShootingFrames", "ShootingResult", "in_states", "shooting_frames", "two_way_shooting",
+    "PairPaths", "sample_pair_paths",
 ]

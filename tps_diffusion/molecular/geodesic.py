@@ -3,6 +3,8 @@ positivity check, and geodesic files.
 
     geo = molecular_geodesic(model, system, "C5", "C7ax", mode="low_variance")
     geo.save("geodesic.npz"); geo = MolecularGeodesic.load("geodesic.npz")
+    many = molecular_geodesic(model, system, pairs=[("C7eq", "C7ax"), ("C5", "C7ax")])   # or pairs="all"
+    many.pair_names                       # ['C7eq:C7ax', 'C5:C7ax']: one curve each, optimised in one batch
 
 A :class:`MolecularGeodesic` is the core :class:`~tps_diffusion.core.geodesic.Geodesic` (curves in
 model coordinates, docs/method.md, section 4) with what the molecular layer needs to turn it into
@@ -11,10 +13,14 @@ paths: the endpoint structures (nm) and their labels, the forbidden point and th
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import json
 import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import mdtraj
 import numpy as np
@@ -26,8 +32,8 @@ from ..utils.files import atomic_path, writing
 from .model import MolecularModel, structure, updated_config
 from .system import MolecularSystem
 
-__all__ = ["MOLECULAR_GEODESIC", "METRIC_TOLERANCE", "Endpoint", "MetricCheck", "MolecularGeodesic",
-           "molecular_geodesic", "metric_check"]
+__all__ = ["MOLECULAR_GEODESIC", "METRIC_TOLERANCE", "ALL_PAIRS", "PAIR_SEPARATOR", "Endpoint", "MetricCheck",
+           "MolecularGeodesic", "endpoint_pairs", "molecular_geodesic", "metric_check"]
 
 GEODESIC_FORMAT = "tps_diffusion.geodesic/1"
 
@@ -41,6 +47,11 @@ MOLECULAR_GEODESIC = dict(lam_end=4.0, n_points=64, n_nodes=2, steps=300, lr=0.1
 
 #: largest acceptable negative mass of the energy terms along a geodesic (see :func:`metric_check`)
 METRIC_TOLERANCE = 0.05
+
+#: ``pairs=ALL_PAIRS``: every pair of the system's states that have a structure, each once
+ALL_PAIRS = "all"
+#: between the start and the end in the name of a pair of endpoints (``"C5:C7ax"``)
+PAIR_SEPARATOR = ":"
 
 
 @dataclass
@@ -71,7 +82,8 @@ class MolecularGeodesic:
     ``starts``/``ends``: one :class:`Endpoint` per curve (or one for all); ``avoid``: label of the
     forbidden region and ``z_star`` its spacetime point ``(1 + D,)`` (mode ``"avoid"``);
     ``metric_check``: one :class:`MetricCheck` per curve; ``labels``: strings stored with the file
-    (e.g. ``system``, ``model``, ``model_sha256``).
+    (e.g. ``system``, ``model``, ``model_sha256``); ``pair_names``: one name ``"START:END"`` per
+    curve (see :func:`endpoint_pairs`; default: from the endpoints' labels).
     """
 
     geodesic: Geodesic
@@ -81,10 +93,34 @@ class MolecularGeodesic:
     z_star: torch.Tensor | None = None
     metric_check: list[MetricCheck] = field(default_factory=list)
     labels: dict[str, str] = field(default_factory=dict)
+    pair_names: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if not self.pair_names:
+            self.pair_names = [f"{self.start(i).label}{PAIR_SEPARATOR}{self.end(i).label}"
+                               for i in range(self.n_curves)]
 
     @property
     def curve(self) -> torch.Tensor:
         return self.geodesic.curve
+
+    @property
+    def n_curves(self) -> int:
+        """Number of curves B (one per pair of endpoints)."""
+        return self.curve.shape[0] if self.curve.ndim == 3 else 1
+
+    def curve_index(self, pair: str | tuple[str, str]) -> int:
+        """Index of the curve of ``pair``: its name ``"START:END"`` or ``(START, END)``.
+
+        Raises
+        ------
+        ValueError
+            One line listing the geodesic's pairs when it has no such pair.
+        """
+        name = PAIR_SEPARATOR.join(pair) if isinstance(pair, tuple) else str(pair)
+        if name not in self.pair_names:
+            raise ValueError(f"the geodesic has no pair {name!r}; its pairs: {', '.join(self.pair_names)}")
+        return self.pair_names.index(name)
 
     @property
     def config(self) -> GeodesicConfig:
@@ -98,7 +134,9 @@ class MolecularGeodesic:
 
     def save(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write to ``path`` (``.npz``, atomically): the curve (log-SNR ``lam`` and model-coordinate
-        ``x``), energy, length, KL profile, config, the first start/end structures (nm) and labels."""
+        ``x``), energy, length, KL profile, config, the start/end structures (nm; ``(n_atoms, 3)`` for
+        one endpoint, ``(B, n_atoms, 3)`` with NaN rows for endpoints without all atoms for several),
+        the endpoints' labels, each curve's steps, the pair names and ``labels``."""
         geo = self.geodesic
         curve = geo.curve.detach().cpu().double().numpy()
         arrays = dict(format=np.array(GEODESIC_FORMAT), lam=curve[..., 0], x=curve[..., 1:],
@@ -106,12 +144,11 @@ class MolecularGeodesic:
                       length=geo.length.detach().cpu().double().numpy(),
                       history=np.asarray(geo.history, dtype=float), config=np.array(json.dumps(geo.config.to_dict())),
                       message=np.array(geo.message), steps_done=np.array(geo.steps_done), seconds=np.array(geo.seconds),
-                      start_label=np.array(self.starts[0].label), end_label=np.array(self.ends[0].label),
-                      labels=np.array(json.dumps(self.labels)),
+                      curve_steps=np.asarray(geo.curve_steps, dtype=int),
+                      labels=np.array(json.dumps(self.labels)), pair_names=np.array(json.dumps(self.pair_names)),
                       metric_check=np.array(json.dumps([asdict(c) for c in self.metric_check])))
         for key, ends in (("start", self.starts), ("end", self.ends)):
-            if ends[0].positions is not None:
-                arrays[f"{key}_positions_nm"] = np.asarray(ends[0].positions, dtype=float)
+            arrays.update(_endpoint_arrays(key, ends))
         if geo.kl is not None:
             arrays["kl_nats"] = geo.kl.detach().cpu().double().numpy()
         if self.z_star is not None:
@@ -139,13 +176,42 @@ class MolecularGeodesic:
         geo = Geodesic(curve=curve, energy=torch.as_tensor(d["energy"]), length=torch.as_tensor(d["length"]),
                        config=GeodesicConfig(**json.loads(str(d["config"]))),
                        kl=torch.as_tensor(d["kl_nats"]) if "kl_nats" in d else None, history=d["history"].tolist(),
-                       steps_done=int(d["steps_done"]), seconds=float(d["seconds"]), message=str(d["message"]))
-        return cls(geo, [Endpoint(str(d["start_label"]), d.get("start_positions_nm"))],
-                   [Endpoint(str(d["end_label"]), d.get("end_positions_nm"))],
+                       steps_done=int(d["steps_done"]), curve_steps=d["curve_steps"].tolist() if "curve_steps" in d
+                       else [], seconds=float(d["seconds"]), message=str(d["message"]))
+        return cls(geo, _endpoints_of(d, "start"), _endpoints_of(d, "end"),
                    avoid=str(d["avoid_label"]) if "avoid_label" in d else None,
                    z_star=torch.as_tensor(d["z_star"]) if "z_star" in d else None,
                    metric_check=[MetricCheck(**c) for c in json.loads(str(d["metric_check"]))],
-                   labels=json.loads(str(d["labels"])))
+                   labels=json.loads(str(d["labels"])),
+                   pair_names=json.loads(str(d["pair_names"])) if "pair_names" in d else [])
+
+
+def _endpoint_arrays(key: str, ends: list[Endpoint]) -> dict[str, np.ndarray]:
+    """The arrays of :meth:`MolecularGeodesic.save` for the endpoints ``ends`` (``key``: start or end)."""
+    arrays = {f"{key}_label": np.array(ends[0].label)}
+    if len(ends) > 1:
+        arrays[f"{key}_labels"] = np.array(json.dumps([e.label for e in ends]))
+    known = [e.positions for e in ends if e.positions is not None]
+    if len(ends) == 1 and known:
+        arrays[f"{key}_positions_nm"] = np.asarray(known[0], dtype=float)
+    elif known:
+        missing = np.full(np.shape(known[0]), np.nan)
+        arrays[f"{key}_positions_nm"] = np.stack([missing if e.positions is None else np.asarray(e.positions, float)
+                                                  for e in ends])
+    return arrays
+
+
+def _endpoints_of(d: dict, key: str) -> list[Endpoint]:
+    """The endpoints written by :func:`_endpoint_arrays` (``key``: start or end)."""
+    labels = json.loads(str(d[f"{key}_labels"])) if f"{key}_labels" in d else [str(d[f"{key}_label"])]
+    xyz = d.get(f"{key}_positions_nm")
+    if xyz is None:
+        positions = [None] * len(labels)
+    elif xyz.ndim == 2:
+        positions = [xyz]
+    else:
+        positions = [None if np.isnan(p).all() else p for p in xyz]
+    return [Endpoint(label, p) for label, p in zip(labels, positions, strict=True)]
 
 
 def _as_list(spec) -> list:
@@ -153,6 +219,73 @@ def _as_list(spec) -> list:
                                                      or np.ndim(spec[0]) == 2):
         return list(spec)
     return [spec]
+
+
+def _endpoint_name(system: MolecularSystem, spec) -> str:
+    """A state's name, else ``"frame@<hash>"`` / ``"positions@<hash>"`` (SHA-256 of the coordinates)."""
+    xyz, label = structure(system, spec)
+    if isinstance(spec, str):
+        return label
+    return f"{label}@{hashlib.sha256(np.ascontiguousarray(xyz, dtype=np.float64).tobytes()).hexdigest()[:8]}"
+
+
+def endpoint_pairs(system: MolecularSystem, pairs) -> dict[str, tuple[Any, Any]]:
+    """Named pairs of endpoints ``{"START:END": (start, end)}``, checked.
+
+    Parameters
+    ----------
+    system : MolecularSystem
+        Names the states.
+    pairs : str, sequence or mapping
+        :data:`ALL_PAIRS` (``"all"``): every pair of the system's states that have a structure, each
+        once, in the order of ``system.states`` (``C5:C7eq``, ``C5:C7ax``, ``C7eq:C7ax`` for alanine
+        dipeptide; ask for ``B:A`` explicitly when the paths must start in B); a sequence of
+        ``(start, end)``, each a state name, an mdtraj frame or positions ``(n_atoms, 3)`` nm, named
+        ``"start:end"`` (a frame or positions by their coordinates: ``"frame@<8 hex digits>"``);
+        or a mapping ``{name: (start, end)}`` that names the pairs itself.
+
+    Returns
+    -------
+    dict
+        ``{name: (start, end)}`` in the order given.
+
+    Raises
+    ------
+    ValueError
+        One line naming the fix: no pairs, an unknown state, a pair whose start is its end, a name
+        given twice, or ``"all"`` for a system with fewer than two states.
+    """
+    if isinstance(pairs, str):
+        if pairs != ALL_PAIRS:
+            raise ValueError(f"pairs must be {ALL_PAIRS!r}, a list of (start, end) or a mapping name -> (start, end); "
+                             f"got the string {pairs!r}")
+        states = [s for s in system.states if s in system.state_positions]
+        if len(states) < 2:
+            raise ValueError(f"pairs={ALL_PAIRS!r} needs two states with structures; {system.name} has "
+                             f"{', '.join(states) or 'none'}: give the pairs as (start, end) frames or positions")
+        pairs = list(itertools.combinations(states, 2))
+    if isinstance(pairs, Mapping):
+        items = list(pairs.items())
+    elif isinstance(pairs, Sequence):
+        items = [(None, p) for p in pairs]
+    else:
+        raise TypeError(f"pairs must be {ALL_PAIRS!r}, a list of (start, end) or a mapping name -> (start, end); got "
+                        f"{type(pairs).__name__}")
+    if not items:
+        raise ValueError(f"no endpoint pairs given; give at least one (start, end) pair, or {ALL_PAIRS!r}")
+    named: dict[str, tuple[Any, Any]] = {}
+    for name, pair in items:
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+            raise ValueError(f"each pair must be (start, end); got {type(pair).__name__} "
+                             f"{pair if isinstance(pair, str) else ''}".rstrip())
+        a, b = (_endpoint_name(system, spec) for spec in pair)
+        name = f"{a}{PAIR_SEPARATOR}{b}" if name is None else str(name)
+        if a == b:
+            raise ValueError(f"pair {name!r} starts where it ends ({a}); give two different endpoints")
+        if name in named:
+            raise ValueError(f"pair {name!r} is given twice; give each pair once")
+        named[name] = (pair[0], pair[1])
+    return named
 
 
 def metric_check(model: MolecularModel, geodesic: Geodesic, n_probes: int | None = None) -> list[MetricCheck]:
@@ -180,22 +313,53 @@ EXACT_DIVERGENCE_MAX_FEATURES = 96
 DEFAULT_PROBES = 8
 
 
-def molecular_geodesic(model: MolecularModel, system: MolecularSystem, start, end, mode: str = "unconstrained",
-                       avoid=None, avoid_lam: float | None = None, config: dict | GeodesicConfig | None = None,
-                       check: bool = True, progress: bool = True, callback=None, **overrides) -> MolecularGeodesic:
-    """Geodesic(s) in the model's spacetime between two endpoints.
+def molecular_geodesic(model: MolecularModel, system: MolecularSystem, start=None, end=None,
+                       mode: str = "unconstrained", avoid=None, avoid_lam: float | None = None,
+                       config: dict | GeodesicConfig | None = None, check: bool = True, progress: bool = True,
+                       callback=None, pairs=None, **overrides) -> MolecularGeodesic:
+    """Geodesic(s) in the model's spacetime between pairs of endpoints, optimised in one batch.
 
-    ``start``/``end``: state names, frames or positions (see :meth:`MolecularModel.endpoint`), or
-    lists of them for a batch of curves (``curve`` is ``(B, N, 1 + D)``). ``mode``: ``"unconstrained"``,
-    ``"low_variance"`` or ``"avoid"``; for ``"avoid"``, ``avoid`` is the forbidden region as a
-    state name or frame, placed at log-SNR ``avoid_lam`` (default: ``lam_end``) as ``z*``.
-    ``config``/``overrides``: :class:`GeodesicConfig` settings over :data:`MOLECULAR_GEODESIC`;
-    ``n_probes`` (a config setting): None/absent = the exact divergence up to
-    :data:`EXACT_DIVERGENCE_MAX_FEATURES` features, else :data:`DEFAULT_PROBES` Hutchinson probes;
-    0 forces the exact divergence. ``callback``: see
-    :func:`~tps_diffusion.core.geodesic.optimise_geodesic`. Warns when the
-    learned metric is not positive along the result (:func:`metric_check`).
+    Parameters
+    ----------
+    model, system : MolecularModel, MolecularSystem
+    start, end : endpoint or list of endpoints, optional
+        State names, frames or positions ``(n_atoms, 3)`` nm (see :meth:`MolecularModel.endpoint`), or
+        lists of them for a batch of curves (equal lengths, or one of either); or give ``pairs``.
+    mode : str
+        ``"unconstrained"``, ``"low_variance"`` or ``"avoid"``.
+    avoid, avoid_lam
+        For ``"avoid"``: the forbidden region (state name or frame), placed at log-SNR ``avoid_lam``
+        (default: ``lam_end``) as ``z*``; one for all curves.
+    config, overrides : :class:`GeodesicConfig` settings over :data:`MOLECULAR_GEODESIC`
+        ``n_probes``: None/absent = the exact divergence up to :data:`EXACT_DIVERGENCE_MAX_FEATURES`
+        features, else :data:`DEFAULT_PROBES` Hutchinson probes; 0 forces the exact divergence.
+    check : bool
+        Refuse endpoints outside the training data (before optimising).
+    callback : see :func:`~tps_diffusion.core.geodesic.optimise_geodesic`
+    pairs : "all", sequence of (start, end) or mapping name -> (start, end), optional
+        Several transitions at once (see :func:`endpoint_pairs`): one curve per pair, all optimised
+        in one batched call; each curve stops on its own, so it is the curve of its pair optimised
+        alone, up to floating-point rounding.
+
+    Returns
+    -------
+    MolecularGeodesic
+        ``curve`` ``(B, N, 1 + D)`` (log-SNR, model coordinates), one start/end :class:`Endpoint`
+        and one name ``"START:END"`` per curve (``pair_names``; :meth:`MolecularGeodesic.curve_index`).
+
+    Every endpoint and pair is checked before the optimisation starts (one-line ValueError). Warns
+    when the learned metric is not positive along a curve (:func:`metric_check`).
     """
+    if pairs is not None and (start is not None or end is not None):
+        raise ValueError("give start and end, or pairs, not both")
+    if pairs is None:
+        if start is None or end is None:
+            raise ValueError("give the endpoints: start and end, or pairs=[(start, end), ...] (or pairs='all')")
+        starts, ends = _as_list(start), _as_list(end)
+        if len(starts) != len(ends) and 1 not in (len(starts), len(ends)):
+            raise ValueError(f"got {len(starts)} start and {len(ends)} end points; give equal numbers or one of either")
+        n = max(len(starts), len(ends))
+        pairs = [(starts[i % len(starts)], ends[i % len(ends)]) for i in range(n)]
     base = dict(MOLECULAR_GEODESIC, mode=mode)
     given = {**(asdict(config) if isinstance(config, GeodesicConfig) else (config or {})), **overrides}
     if "n_probes" not in given and model.featurizer.n_features > EXACT_DIVERGENCE_MAX_FEATURES:
@@ -209,11 +373,9 @@ def molecular_geodesic(model: MolecularModel, system: MolecularSystem, start, en
     if cfg.mode == "avoid" and avoid is None:
         raise ValueError("mode 'avoid' needs the forbidden region: avoid='C7eq' (a state name) or a frame")
     model.check_system(system)
-    starts, ends = _as_list(start), _as_list(end)
-    if len(starts) != len(ends) and 1 not in (len(starts), len(ends)):
-        raise ValueError(f"got {len(starts)} start and {len(ends)} end points; give equal numbers or one of either")
-    x_a = torch.stack([model.endpoint(system, s, check) for s in starts])
-    x_b = torch.stack([model.endpoint(system, e, check) for e in ends])
+    named = endpoint_pairs(system, pairs)
+    x_a = torch.stack([model.endpoint(system, a, check) for a, _ in named.values()])
+    x_b = torch.stack([model.endpoint(system, b, check) for _, b in named.values()])
     z_star = None
     if avoid is not None:
         lam = cfg.lam_end if avoid_lam is None else float(avoid_lam)
@@ -232,6 +394,6 @@ def molecular_geodesic(model: MolecularModel, system: MolecularSystem, start, en
         warnings.warn(f"the learned metric is not positive along the geodesic ({100 * worst:.0f} % of the energy "
                       f"terms' mass is negative): the curve exploits model errors; train longer, or lower n_nodes or "
                       f"steps", RuntimeWarning, stacklevel=2)
-    return MolecularGeodesic(geo, [full(s) for s in starts], [full(e) for e in ends],
+    return MolecularGeodesic(geo, [full(a) for a, _ in named.values()], [full(b) for _, b in named.values()],
                              avoid=None if avoid is None else structure(system, avoid)[1], z_star=z_star,
-                             metric_check=checks, labels={"system": system.name})
+                             metric_check=checks, labels={"system": system.name}, pair_names=list(named))

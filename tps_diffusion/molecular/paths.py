@@ -2,27 +2,44 @@
 
     paths = sample_molecular_paths(system, model, geo, n_paths=100, steps_per_point=32,
                                    dynamics=Dynamics(seed=1, n_workers=2))
+
+Several transitions at once: a geodesic of several pairs (``molecular_geodesic(..., pairs=...)``) and
+:func:`sample_pair_paths`, one :class:`~tps_diffusion.molecular.restrained.PathSet` per pair::
+
+    geo = molecular_geodesic(model, system, pairs="all")
+    paths = sample_pair_paths(system, model, geo, n_paths=100, steps_per_point=32, dynamics=Dynamics(seed=1),
+                              executor=client)            # all pairs' paths on the same workers
+    paths["C5:C7ax"].max_energy()
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
-from concurrent.futures import Executor
-from typing import Callable
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from ..core.checks import check_choice
 from ..core.langevin import respace_by_tilt
 from .dynamics import Dynamics
-from .geodesic import MolecularGeodesic
+from .geodesic import PAIR_SEPARATOR, MolecularGeodesic
 from .limits import as_count
 from .model import MolecularModel
+from .parallel import as_executor
 from .restrained import PathSet, restraint_schedule, sample_paths
 from .system import MolecularSystem
 
-__all__ = ["path_targets", "sample_molecular_paths"]
+__all__ = ["PairPaths", "pair_directory", "pair_seed", "path_targets", "sample_molecular_paths", "sample_pair_paths"]
 
 
 #: values of ``spacing``: the geodesic's own points, or respaced by :func:`respace_by_tilt`
@@ -59,6 +76,30 @@ def _curve(geodesic: MolecularGeodesic, curve_index: int = 0) -> np.ndarray:
     return curve.detach().cpu().double().numpy()
 
 
+def _restraints(system: MolecularSystem, model: MolecularModel, geodesic: MolecularGeodesic, curve_index: int,
+                spacing: str, start) -> tuple[np.ndarray, np.ndarray, Any]:
+    """Targets ``(N, n_sel, 3)`` nm, stiffnesses ``(N,)`` kJ/mol/nm^2 and start structure of one curve
+    (``start`` None: the curve's full-atom start), checked."""
+    targets, stiffness = path_targets(system, model, geodesic, curve_index, spacing)
+    if start is None:
+        first = geodesic.start(curve_index)
+        if first.positions is None:
+            raise ValueError(f"the geodesic's start of curve {curve_index} ({first.label}) has only the selected "
+                             f"atoms: make the geodesic from full structures, or pass start= with all "
+                             f"{model.featurizer.n_atoms} atoms")
+        start = first.positions
+    return targets, stiffness, start
+
+
+def _annotated(ps: PathSet, geodesic: MolecularGeodesic, curve_index: int, stiffness: np.ndarray,
+               spacing: str) -> PathSet:
+    """``ps`` with the geodesic's settings, its curve and pair recorded in ``ps.settings``."""
+    ps.settings.update(geodesic=geodesic.config.to_dict(), min_lambda=float(_curve(geodesic, curve_index)[:, 0].min()),
+                       max_stiffness=float(stiffness.max()), curve_index=int(curve_index),
+                       pair=geodesic.pair_names[curve_index], spacing=spacing)
+    return ps
+
+
 def sample_molecular_paths(system: MolecularSystem, model: MolecularModel, geodesic: MolecularGeodesic, n_paths: int,
                            steps_per_point: int, dynamics: Dynamics | None = None, start=None, curve_index: int = 0,
                            record_interval: int = 1, compute_energies: bool = True, spacing: str = "geodesic",
@@ -72,24 +113,187 @@ def sample_molecular_paths(system: MolecularSystem, model: MolecularModel, geode
     ``dynamics`` (default ``Dynamics(seed=0, n_workers=2)``): temperature (K, default the
     system's), time step (ps), friction (1/ps), platform, seed, workers. The result's ``energies``
     are force-field potentials (kJ/mol) of the recorded frames; ``settings`` also record the
-    geodesic config and the curve's lowest log-SNR. ``spacing``: see :func:`path_targets`.
+    geodesic config, the curve's lowest log-SNR and its pair. ``spacing``: see :func:`path_targets`.
     ``callback``, ``executor`` (any ``concurrent.futures.Executor``, a Dask cluster's), ``store`` (a
     directory the paths stream into; an interrupted call resumes): see :func:`sample_paths`.
+    The paths of several pairs: :func:`sample_pair_paths`.
     """
     n_paths, steps_per_point = as_count(n_paths, "n_paths"), as_count(steps_per_point, "steps_per_point")
     record_interval = as_count(record_interval, "record_interval")
     model.check_system(system)
-    targets, stiffness = path_targets(system, model, geodesic, curve_index, spacing)
-    if start is None:
-        first = geodesic.start(curve_index)
-        if first.positions is None:
-            raise ValueError(f"the geodesic's start ({first.label}) has only the selected atoms; pass start= with all "
-                             f"{model.featurizer.n_atoms} atoms")
-        start = first.positions
+    targets, stiffness, start = _restraints(system, model, geodesic, curve_index, spacing, start)
     ps = sample_paths(system, model.featurizer, targets, stiffness, start, n_paths, steps_per_point,
                       dynamics=dynamics or Dynamics(seed=0, n_workers=2), record_interval=record_interval,
                       compute_energies=compute_energies, progress=progress, callback=callback, executor=executor,
                       store=store)
-    ps.settings.update(geodesic=geodesic.config.to_dict(), min_lambda=float(_curve(geodesic, curve_index)[:, 0].min()),
-                       max_stiffness=float(stiffness.max()), curve_index=int(curve_index), spacing=spacing)
-    return ps
+    return _annotated(ps, geodesic, curve_index, stiffness, spacing)
+
+
+def pair_seed(seed: int | None, pair: str) -> int | None:
+    """The dynamics seed of the pair named ``pair``, derived from ``seed`` and the name alone.
+
+    Parameters
+    ----------
+    seed : int or None
+        The user's seed (None: fresh entropy, stays None).
+    pair : str
+        The pair's name (``"C5:C7ax"``).
+
+    Returns
+    -------
+    int or None
+        A seed in ``0 .. 2**32 - 1``: the same whichever other pairs are sampled with it, different
+        for different pairs (independent random streams).
+    """
+    if seed is None:
+        return None
+    words = np.frombuffer(hashlib.sha256(pair.encode()).digest(), dtype="<u4").tolist()  # the same on any machine
+    return int(np.random.SeedSequence([int(seed), *words]).generate_state(1)[0])
+
+
+def pair_directory(pair: str) -> str:
+    """A directory name for the pair named ``pair``: ``"C5:C7ax"`` -> ``"C5_to_C7ax"`` (characters other than
+    letters, digits, ``.``, ``_`` and ``-`` become ``_``; no leading dot)."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", pair.replace(PAIR_SEPARATOR, "_to_"))
+    return re.sub(r"^\.+", "_", name) or "_"
+
+
+@dataclass(eq=False)
+class PairPaths(Mapping[str, PathSet]):
+    """Paths of several pairs of endpoints (:func:`sample_pair_paths`): a mapping pair name -> PathSet.
+
+    ``paths["C5:C7ax"]`` (or ``paths["C5", "C7ax"]``): the pair's
+    :class:`~tps_diffusion.molecular.restrained.PathSet` (its ``settings`` record ``pair``,
+    ``curve_index`` and the pair's ``seed``, see :func:`pair_seed`); ``wall_time_s``: of the whole call.
+    """
+
+    paths: dict[str, PathSet]
+    wall_time_s: float = 0.0
+
+    def __getitem__(self, pair: str | tuple[str, str]) -> PathSet:
+        name = PAIR_SEPARATOR.join(pair) if isinstance(pair, tuple) else pair
+        if name not in self.paths:
+            raise KeyError(f"no paths of pair {name!r}; pairs: {', '.join(self.paths)}")
+        return self.paths[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def n_paths(self) -> int:
+        """Paths of all pairs together."""
+        return sum(ps.n_paths for ps in self.paths.values())
+
+
+class _Stopped(Exception):
+    """Raised in the threads of the other pairs after one pair failed (never seen by the caller)."""
+
+
+def sample_pair_paths(system: MolecularSystem, model: MolecularModel, geodesic: MolecularGeodesic, n_paths: int,
+                      steps_per_point: int, dynamics: Dynamics | None = None,
+                      pairs: Sequence[str | tuple[str, str]] | None = None, record_interval: int = 1,
+                      compute_energies: bool = True, spacing: str = "geodesic", progress: bool = True,
+                      callback: Callable[[dict], None] | None = None, executor: Executor | None = None,
+                      store: str | os.PathLike | None = None) -> PairPaths:
+    """Transition paths of several pairs of endpoints, one geodesic curve each (OpenMM).
+
+    Parameters
+    ----------
+    system, model : MolecularSystem, MolecularModel
+    geodesic : MolecularGeodesic
+        Curves of several pairs (``molecular_geodesic(..., pairs=...)`` or a geodesic file).
+    n_paths, steps_per_point : int
+        Paths per pair; Langevin steps per curve point (every path makes ``N * steps_per_point`` steps).
+    dynamics : Dynamics, optional
+        As in :func:`sample_molecular_paths` (default ``Dynamics(seed=0, n_workers=2)``). Pair
+        ``name`` samples with seed :func:`pair_seed` ``(dynamics.seed, name)``, so its paths do not
+        depend on which other pairs are sampled with it (bitwise on the Reference platform).
+    pairs : sequence of str or (start, end), optional
+        Names of the geodesic's pairs to sample (default: all of its curves).
+    record_interval, compute_energies, spacing : see :func:`sample_molecular_paths`
+    progress : bool
+        One progress bar over the paths of all pairs.
+    callback : callable, optional
+        As in :func:`~tps_diffusion.molecular.restrained.sample_paths`, with ``"pair"`` added to the
+        dict; never called concurrently.
+    executor : concurrent.futures.Executor or dask.distributed.Client, optional
+        Where the paths run. Given, the pairs are submitted to it together (one thread each here drives
+        its pair's batches), so its workers stay busy until the last path of the last pair; None: the
+        pairs one after another, each on ``dynamics.n_workers`` local processes.
+    store : path, optional
+        A directory with one path store per pair (``store/<pair_directory(name)>``): paths are written
+        as they finish and an interrupted call resumes (see :func:`sample_paths`).
+
+    Returns
+    -------
+    PairPaths
+        ``{name: PathSet}`` in the order of ``pairs``; each pair's paths start at its curve's start
+        structure.
+
+    Raises
+    ------
+    ValueError
+        Before any path runs: an unknown or repeated pair, no pairs, or a curve without a full-atom
+        start. The error of a pair that fails while sampling is raised as soon as it happens; the
+        other pairs stop at their next finished path.
+    """
+    t0 = time.perf_counter()
+    n_paths, steps_per_point = as_count(n_paths, "n_paths"), as_count(steps_per_point, "steps_per_point")
+    record_interval = as_count(record_interval, "record_interval")
+    model.check_system(system)
+    indices = list(range(geodesic.n_curves)) if pairs is None else [geodesic.curve_index(p) for p in pairs]
+    names = [geodesic.pair_names[i] for i in indices]
+    if not names:
+        raise ValueError(f"no pairs to sample; give names of the geodesic's pairs: {', '.join(geodesic.pair_names)}")
+    dirs = [pair_directory(name) for name in names]
+    if len(set(dirs)) != len(dirs):
+        twice = sorted({n for n, d in zip(names, dirs) if dirs.count(d) > 1})
+        raise ValueError(f"pairs {twice} are given twice (or share a directory name); give each pair once")
+    jobs = {name: (i, *_restraints(system, model, geodesic, i, spacing, None)) for name, i in zip(names, indices)}
+    dyn = dynamics or Dynamics(seed=0, n_workers=2)
+    executor = as_executor(executor)
+    bar = tqdm(total=len(names) * n_paths, disable=not progress, unit="path",
+               desc=f"{len(names)} pairs x {n_paths} paths")
+    lock, stop = threading.Lock(), threading.Event()
+
+    def sample(name: str) -> PathSet:
+        index, targets, stiffness, start = jobs[name]
+        seen = 0
+
+        def on_path(info: dict) -> None:
+            nonlocal seen
+            if stop.is_set():
+                raise _Stopped
+            with lock:
+                seen += 1
+                bar.update(1)
+                if callback is not None:
+                    callback({**info, "pair": name})
+
+        ps = sample_paths(system, model.featurizer, targets, stiffness, start, n_paths, steps_per_point,
+                          dynamics=replace(dyn, seed=pair_seed(dyn.seed, name)), record_interval=record_interval,
+                          compute_energies=compute_energies, progress=False, callback=on_path, executor=executor,
+                          store=None if store is None else Path(store) / pair_directory(name))
+        with lock:
+            bar.update(n_paths - seen)  # paths of an earlier, interrupted call
+        return _annotated(ps, geodesic, index, stiffness, spacing)
+
+    try:
+        if executor is None:
+            done = {name: sample(name) for name in names}
+        else:
+            threads = ThreadPoolExecutor(len(names), thread_name_prefix="tps-pair")
+            try:
+                futures = {threads.submit(sample, name): name for name in names}
+                done = {futures[f]: f.result() for f in as_completed(futures)}
+            except BaseException:
+                stop.set()
+                raise
+            finally:
+                threads.shutdown(wait=False, cancel_futures=True)
+    finally:
+        bar.close()
+    return PairPaths({name: done[name] for name in names}, wall_time_s=time.perf_counter() - t0)
