@@ -292,6 +292,7 @@ def test_run_config(tmp_path, capsys):
     # a config with an unknown key fails with one line naming the section
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"train": {"data": "x.h5", "no_such_key": 1}}))
+    capsys.readouterr()  # what the good run printed (its tiny paths warn that they lag the targets)
     assert main(["run", "--config", str(bad), "--run-dir", str(tmp_path / "bad")]) == 1
     assert "[train]" in one_line_error(capsys)
 

@@ -364,6 +364,9 @@ def write_paths(args, run: Run, system, geo: MolecularGeodesic, name: str, ps: P
             "end": end_label, "end_state_reached": reached, "max_energy_kJ_mol": max_e,
             "n_force_evaluations": ps.n_force_evaluations, "n_energy_evaluations": ps.n_energy_evaluations,
             "seeds": ps.seeds, "settings": ps.settings, "wall_time_s": ps.wall_time_s}
+    if ps.lag is not None:  # how far the walkers trail the restraint targets, in restraint widths (docs/method.md)
+        info["lag_restraint_widths"] = {"last_point": float(ps.lag[-1]), "max": float(np.max(ps.lag)),
+                                        "per_point": ps.lag, "final_distance_mean": float(np.mean(ps.final_distance))}
     js = run.path(f"{folder}paths.json")
     write_json(js, jsonable(info), overwrite)
     run.output(f"{folder}summary", js)

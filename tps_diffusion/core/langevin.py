@@ -7,6 +7,11 @@ Curve point ``n`` defines the tilted target (in data units ``y``, energy ``U`` i
 
 All walkers of all paths start at the clean start point and run K overdamped Langevin steps
 ``y += -ds/2 grad U_n(y) + sqrt(ds) xi`` on each ``U_n`` in turn; every state is recorded.
+
+After each point the sampler measures how far the walkers trail the restraint centre, in units of
+the restraint's thermal width ``1 / sqrt(k_n)`` (:func:`restraint_lag`, ``PathSample.lag``), and
+warns when the lag at the last point exceeds :data:`LAG_WARN_WIDTHS` (docs/method.md, section 5,
+"Lag diagnostic").
 """
 
 from __future__ import annotations
@@ -27,6 +32,15 @@ from .normalizer import Normalizer
 from .schedule import alpha_sigma
 
 Potential = Callable[[Tensor], Tensor]
+
+#: Walker-mean lag behind the last restraint centre, in restraint widths, above which the samplers warn.
+#: The last centre is the end state, where the potential's force vanishes, so walkers that follow have lag
+#: ~0 there (one walker in equilibrium with the restraint is N(0, 1) widths along the path: 3 widths, a
+#: restraint energy of 4.5 kT, is a 1-in-740 event for one walker and rarer for the mean of several);
+#: a larger lag means the walkers did not arrive. Earlier points are recorded but not tested: there the
+#: potential's force pulls the tilted equilibrium itself several widths behind the centre (measured:
+#: 5.8 widths at the Mueller-Brown barrier, kT = 10, ds = 1e-4, K = 1024: 8x the steps that suffice).
+LAG_WARN_WIDTHS = 3.0
 
 
 def tilt_schedule(curve: Tensor, normalizer: Normalizer) -> tuple[Tensor, Tensor]:
@@ -86,14 +100,117 @@ def energy_and_grad(U: Potential, y: Tensor) -> tuple[Tensor, Tensor]:
     return u.detach(), g
 
 
+def centre_tangents(centres: Tensor) -> Tensor:
+    """Tangents ``(N, D)`` of the centre path ``centres (N, D)``, not normalised.
+
+    Central differences ``(c_{n+1} - c_{n-1}) / 2``, one-sided ``c_1 - c_0`` and ``c_{N-1} - c_{N-2}``
+    at the ends; zero for ``N = 1`` (in the units of ``centres`` per curve point).
+    """
+    t = torch.zeros_like(centres)
+    if centres.shape[0] >= 2:
+        t[0] = centres[1] - centres[0]
+        t[-1] = centres[-1] - centres[-2]
+        t[1:-1] = 0.5 * (centres[2:] - centres[:-2])
+    return t
+
+
+def restraint_lag(offset: Tensor, tangents: Tensor, stiffness: Tensor, scale: Tensor | None = None) -> Tensor:
+    """Lag of the walkers behind the restraint centres, in restraint widths, ``(N,)``.
+
+    Parameters
+    ----------
+    offset : Tensor ``(N, D)``
+        Walker-mean ``c_n - y`` at the end of block ``n`` (data units; for molecules nm, in the
+        frame of the target). Averaging over walkers first removes the thermal noise.
+    tangents : Tensor ``(N, D)``
+        Direction of motion of the centre at ``n`` (any length; :func:`centre_tangents`).
+    stiffness : Tensor ``(N,)``
+        ``k_n`` in kT per data-unit^2, so the restraint's thermal width is ``1 / sqrt(k_n)``.
+    scale : Tensor ``(N,)``, optional
+        Size of the coordinates at ``n`` (data units): a tangent shorter than 16 machine epsilons of
+        it is rounding noise and counts as zero. Default None: only an exactly zero tangent does.
+
+    Returns
+    -------
+    Tensor ``(N,)``, dimensionless (restraint widths)
+        ``sqrt(k_n) * offset_n . t_n / |t_n|`` where the centre moves (positive: the walkers trail
+        behind; negative: ahead); ``sqrt(k_n) |offset_n| / sqrt(D)`` (the RMS per coordinate)
+        where the tangent is zero. A walker ensemble in equilibrium with the restraint alone has
+        lag 0 (noise ``1 / sqrt(P)`` for ``P`` walkers); a force of the potential adds an offset
+        ``|grad U / kT| / sqrt(k_n)``.
+    """
+    dim = offset.shape[-1]
+    norm = tangents.norm(dim=-1)
+    tiny = torch.zeros_like(norm) if scale is None else 16 * torch.finfo(norm.dtype).eps * scale
+    moving = norm > tiny
+    unit = tangents / torch.where(moving, norm, torch.ones_like(norm))[:, None]
+    along = (offset * unit).sum(-1)
+    rms = offset.norm(dim=-1) / math.sqrt(dim)
+    return stiffness.clamp_min(0).sqrt() * torch.where(moving, along, rms)
+
+
+def warn_lag(lag, n_walkers: int, who: str, fix: str, stacklevel: int = 3) -> bool:
+    """Warn (``RuntimeWarning``, once) when the walkers did not follow the restraint to the end.
+
+    Parameters
+    ----------
+    lag : Tensor or array ``(N,)``
+        Walker-mean lag in restraint widths (:func:`restraint_lag`); read once (one host sync).
+    n_walkers : int
+        Walkers (paths) averaged over, for the message.
+    who : str
+        The sampler's name, first word of the message.
+    fix : str
+        The end of the message: what to raise, with the current values.
+
+    Returns
+    -------
+    bool
+        Whether it warned: the lag at the last point exceeds :data:`LAG_WARN_WIDTHS` (NaN lags, from
+        walkers that diverged, are reported by the divergence check instead).
+    """
+    lag = torch.as_tensor(lag).detach().double().cpu().reshape(-1)
+    if lag.numel() == 0 or not bool(torch.isfinite(lag[-1])) or float(lag[-1]) <= LAG_WARN_WIDTHS:
+        return False
+    n = lag.numel()
+    warnings.warn(f"{who}: at the last curve point (n = {n - 1}, N = {n}) the walkers trail the restraint centre by "
+                  f"{float(lag[-1]):.3g} restraint widths (mean of {n_walkers} walker(s); threshold "
+                  f"{LAG_WARN_WIDTHS:g}): they did not follow the schedule to the end state; {fix}", RuntimeWarning,
+                  stacklevel=stacklevel)
+    return True
+
+
 @dataclass
 class PathSample:
-    """Paths ``(P, T, D)`` in data units, ``U`` along them ``(P, T)`` and the cost."""
+    """Paths of :func:`annealed_langevin` and their cost and lag diagnostic.
+
+    Attributes
+    ----------
+    paths : Tensor ``(P, T, D)``
+        Every state, data units.
+    energies : Tensor ``(P, T)``
+        ``U`` along the paths, in the units of ``U``.
+    energy_evals : int
+        Energy (and gradient) evaluations, ``P * (N * K + 1)``.
+    seconds : float
+        Wall time of the sampling, s.
+    lag : Tensor ``(N,)``
+        Walker-mean lag behind the restraint centre at the end of each block, in restraint widths
+        ``1 / sqrt(k_n)`` (dimensionless; :func:`restraint_lag`). About 0 when the walkers follow
+        and the potential exerts no force along the path; where it pushes back (a barrier) the
+        equilibrium itself lags by ``|grad U / kT| / sqrt(k_n)``. A lag above :data:`LAG_WARN_WIDTHS`
+        at the last point (the end state) means the walkers did not arrive; a warning is issued.
+    final_distance : Tensor ``(P,)``
+        ``sqrt(k_{N-1} / D) |y - c_{N-1}|`` per walker at the end: RMS distance per coordinate to
+        the last centre in restraint widths (about 1 in equilibrium with the last restraint).
+    """
 
     paths: Tensor
     energies: Tensor
     energy_evals: int
     seconds: float
+    lag: Tensor | None = None
+    final_distance: Tensor | None = None
 
 
 def langevin(U: Potential, y0: Tensor, n_steps: int, ds: float, kT: float = 1.0, seed: int = 0,
@@ -179,6 +296,12 @@ def annealed_langevin(
     ``N * K`` frames and costs ``N * K + 1`` energy evaluations (the last frame's energy).
     ``callback`` is called after each curve point with ``{"point": n, "n_points": N, "y": Tensor (P, D),
     "energy": Tensor (P,)}`` (tensors on the device; no host sync is made for it).
+
+    After each point the walker-mean lag behind the centre, in restraint widths, is recorded on
+    the device (``PathSample.lag``, :func:`restraint_lag`; no host sync inside the loops). When the
+    lag at the last point exceeds :data:`LAG_WARN_WIDTHS` (:func:`warn_lag`) a ``RuntimeWarning``
+    names the fix: raise ``steps_per_point`` or ``ds``. The restraint alone relaxes the lag by a
+    factor ``exp(-ds k_n K / 2)`` per block (``ds k_n / 2`` per step, which must stay well below 1).
     """
     if not callable(U):
         raise TypeError(f"U must be callable (energies of (P, D) points), got {type(U).__name__}")
@@ -204,6 +327,7 @@ def annealed_langevin(
     paths = torch.empty(n_paths, n_points * steps_per_point, dim, dtype=dtype, device=dev)
     energies = torch.empty(n_paths, n_points * steps_per_point, dtype=dtype, device=dev)
     noise_scale = math.sqrt(ds)
+    offsets = torch.empty(n_points, dim, dtype=dtype, device=dev)  # walker-mean c_n - y after block n
     t0 = time.perf_counter()
     u, g = energy_and_grad(U, y)
     if tuple(u.shape) != (n_paths,):
@@ -222,9 +346,18 @@ def annealed_langevin(
             paths[:, frame] = y
             energies[:, frame] = u
             frame += 1
+        offsets[n] = c - y.mean(0)
         if callback is not None:
             callback({"point": n, "n_points": n_points, "y": y, "energy": u})
+    lag = restraint_lag(offsets, centre_tangents(centres), stiffness, scale=centres.norm(dim=-1))
+    final = (stiffness[-1].clamp_min(0) / dim).sqrt() * (y - centres[-1]).norm(dim=-1)
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
     _warn_if_diverged(y, "annealed_langevin")
-    return PathSample(paths, energies, n_paths * (n_points * steps_per_point + 1), time.perf_counter() - t0)
+    k_last = float(stiffness[-1])
+    warn_lag(lag, n_paths, "annealed_langevin",
+             f"raise steps_per_point (now {steps_per_point}) or ds (now {ds:g}; a block lasts ds * k * K / 2 = "
+             f"{ds * k_last * steps_per_point / 2:.3g} restraint relaxation times at the last point, k = "
+             f"{k_last:.4g} kT/data-unit^2)")
+    return PathSample(paths, energies, n_paths * (n_points * steps_per_point + 1), time.perf_counter() - t0,
+                      lag=lag, final_distance=final)

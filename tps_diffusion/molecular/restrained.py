@@ -16,6 +16,11 @@ Conversion from a geodesic in model coordinates (see :func:`restraint_schedule`)
 the tilt ``kT * alpha^2/(2 sigma^2) |y_feat - x_n/alpha_n|^2`` becomes, with
 ``y_feat = (y_nm - mean)/scale``, a restraint towards ``T_n = featurizer.inverse(x_n/alpha_n)``
 with ``k_n = kT * exp(lam_n) / scale^2`` (energy ``0.5 * k_n * |y - T_n|^2``).
+
+Lag diagnostic (docs/method.md, section 5): from the last recorded frame of every block the client
+measures how far each path trails its block's (superposed) target along the target path, in the
+restraint's thermal width ``sqrt(kT / k_n)``; the mean over paths is ``PathSet.lag`` and a lag above
+:data:`~tps_diffusion.core.langevin.LAG_WARN_WIDTHS` at the last point raises a ``RuntimeWarning``.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import openmm.unit as unit
 import torch
 from tqdm.auto import tqdm
 
-from ..core.langevin import tilt_schedule
+from ..core.langevin import restraint_lag, tilt_schedule, warn_lag
 from ..utils.files import atomic_path, write_json, writing
 from ..utils.seeds import spawn_seeds
 from ._openmm import platform_properties, quantity_value
@@ -48,10 +53,11 @@ from .md import start_array
 from .parallel import BatchContext, run_batches, runs_here
 from .pathstore import PathStore, StoredTrajectories
 from .shooting import ShootingResult, as_state_test, shooting_frames, two_way_shooting
-from .superpose import superpose
+from .superpose import kabsch_rotation, superpose
 from .system import MolecularSystem
 
-__all__ = ["PathSet", "sample_paths", "tilt_energy", "restraint_schedule", "add_restraint", "RESTRAINT_K"]
+__all__ = ["PathSet", "sample_paths", "tilt_energy", "restraint_schedule", "add_restraint", "RESTRAINT_K",
+           "path_offsets", "target_tangents"]
 
 #: name of the global stiffness parameter of the restraint force (kJ/mol/nm^2)
 RESTRAINT_K = "tps_restraint_k"
@@ -151,6 +157,14 @@ class PathSet:
     energy of each frame, kJ/mol. ``point_index`` ``(n_frames,)``: curve point of each frame.
     ``n_force_evaluations`` = integration steps = ``n_paths * N * K`` (the paper's count);
     ``n_energy_evaluations``: the extra force-field energy evaluations for ``energies``.
+
+    ``lag`` ``(N,)`` (dimensionless, restraint widths ``sqrt(kT / k_n)``): mean over paths of how far
+    the selected atoms trail block ``n``'s superposed target along the target path at the end of the
+    block (:func:`path_offsets`); about 0 when the walkers follow, above
+    :data:`~tps_diffusion.core.langevin.LAG_WARN_WIDTHS` at the last point they did not arrive.
+    ``final_distance`` ``(n_paths,)``: RMS distance per coordinate of each path's last frame to the
+    last target, in the same widths (about 1 in equilibrium with the last restraint). Both None when
+    not measured (a PathSet built by hand or read from an older file).
     """
 
     trajectories: Sequence[mdtraj.Trajectory]
@@ -162,6 +176,8 @@ class PathSet:
     seeds: list[int]
     settings: dict
     wall_time_s: float = 0.0
+    lag: np.ndarray | None = None
+    final_distance: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.trajectories)
@@ -211,7 +227,8 @@ class PathSet:
         return two_way_shooting(system, frames, in_A, in_B, **kwargs)
 
     def save(self, directory: str | os.PathLike, fmt: str = "h5", overwrite: bool = False) -> Path:
-        """Write ``path_0000.<fmt>`` ... plus ``energies.npz`` and ``pathset.json`` into ``directory``."""
+        """Write ``path_0000.<fmt>`` ... plus ``energies.npz`` (with ``lag`` and ``final_distance`` when
+        measured) and ``pathset.json`` into ``directory``."""
         directory = check_output_dir(directory, "the paths", "choose another directory or --run-dir")
         directory.mkdir(parents=True, exist_ok=True)
         fmt = fmt.lstrip(".")
@@ -220,13 +237,96 @@ class PathSet:
                              topology_pdb=(fmt in ("dcd", "xtc") and i == 0) and directory / "topology.pdb")
         with atomic_path(directory / "energies.npz", overwrite) as tmp, writing(directory / "energies.npz"):
             with open(tmp, "wb") as fh:
-                np.savez(fh, energies=self.energies, tilt_energies=self.tilt_energies, point_index=self.point_index)
+                extra = {name: np.asarray(getattr(self, name), dtype=np.float64)
+                         for name in ("lag", "final_distance") if getattr(self, name) is not None}
+                np.savez(fh, energies=self.energies, tilt_energies=self.tilt_energies, point_index=self.point_index,
+                         **extra)
         record = {"n_paths": self.n_paths, "n_force_evaluations": self.n_force_evaluations,
                   "n_energy_evaluations": self.n_energy_evaluations, "seeds": self.seeds, "settings": self.settings,
                   "wall_time_s": self.wall_time_s}
         with writing(directory / "pathset.json"):
             write_json(directory / "pathset.json", record, overwrite)
         return directory
+
+
+def target_tangents(targets) -> np.ndarray:
+    """Direction of motion of the restraint target at each curve point, ``(N, n_sel, 3)`` nm.
+
+    Central differences ``(T_{n+1} - T_{n-1}) / 2`` (one-sided at the ends, zero for ``N = 1``), with
+    both neighbours first superposed onto ``T_n`` (Kabsch): the restraint is re-superposed at every
+    block, so only the change of shape counts, whatever rigid placement the targets were given in.
+    """
+    t = np.asarray(targets, dtype=np.float64)
+    tan = np.zeros_like(t)
+    if len(t) >= 2:
+        nxt = superpose(t[1:], t[:-1])  # T_{n+1} onto T_n, n = 0..N-2
+        prv = superpose(t[:-1], t[1:])  # T_{n-1} onto T_n, n = 1..N-1
+        tan[0] = nxt[0] - t[0]
+        tan[-1] = t[-1] - prv[-1]
+        tan[1:-1] = 0.5 * (nxt[1:] - prv[:-1])
+    return tan
+
+
+def path_offsets(xyz, start, targets, atom_indices, per_block: int) -> np.ndarray:
+    """Offsets of one path from its restraint targets at the end of every block, in the target frame.
+
+    Parameters
+    ----------
+    xyz : array ``(N * per_block, n_atoms, 3)``
+        The recorded frames of the path, nm.
+    start : array ``(n_atoms, 3)``
+        Its start structure, nm (the first block's target is superposed onto it).
+    targets : array ``(N, n_sel, 3)``
+        The restraint targets, nm.
+    atom_indices : sequence of int
+        The restrained atoms.
+    per_block : int
+        Recorded frames per block (``K / record_interval``).
+
+    Returns
+    -------
+    array ``(N, n_sel * 3)``, nm
+        ``T_n - y_n`` with ``y_n`` the selected atoms at the end of block ``n`` moved by the inverse of
+        the rigid motion that placed ``T_n`` at the start of the block (the Kabsch fit onto the end of
+        block ``n - 1``, or onto ``start``): the walker's offset from the restraint centre, in the
+        frame where consecutive targets are compared (:func:`target_tangents`). With ``k_n / kT`` as
+        the stiffness, :func:`~tps_diffusion.core.langevin.restraint_lag` turns it into the lag in
+        restraint widths.
+    """
+    idx = np.asarray(atom_indices)
+    tg = np.asarray(targets, dtype=np.float64)
+    ends = np.asarray(xyz[per_block - 1::per_block], dtype=np.float64)[:, idx]  # (N, n_sel, 3)
+    refs = np.concatenate([np.asarray(start, dtype=np.float64)[None, idx], ends[:-1]])
+    c_t, c_r = tg.mean(1, keepdims=True), refs.mean(1, keepdims=True)
+    rot = kabsch_rotation(tg - c_t, refs - c_r, centred=True)  # (T_n - c_t) @ rot ~ refs_n - c_r
+    in_target_frame = (ends - c_r) @ np.swapaxes(rot, -1, -2) + c_t
+    return (tg - in_target_frame).reshape(len(tg), -1)
+
+
+class _LagMeter:
+    """The lag diagnostic of :func:`sample_paths`, accumulated path by path in constant memory
+    (``N * 3 n_sel`` sums and one distance per path)."""
+
+    def __init__(self, targets, stiffness, kT: float, atom_indices, starts, per_block: int, n_paths: int):
+        self.targets, self.idx, self.starts, self.per_block = targets, atom_indices, starts, per_block
+        self.kk = np.clip(np.asarray(stiffness, dtype=np.float64), 0, None) / float(kT)  # 1/nm^2
+        self.sum = np.zeros((len(targets), 3 * len(atom_indices)))
+        self.count = 0
+        self.final = np.full(n_paths, np.nan)
+
+    def add(self, i: int, xyz) -> None:
+        offset = path_offsets(xyz, self.starts[i % len(self.starts)], self.targets, self.idx, self.per_block)
+        self.sum += offset
+        self.count += 1
+        self.final[i] = np.sqrt(self.kk[-1] / offset.shape[1]) * np.linalg.norm(offset[-1])
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """``lag (N,)`` restraint widths (NaN without paths) and ``final_distance (n_paths,)``."""
+        tg = np.asarray(self.targets, dtype=np.float64).reshape(len(self.sum), -1)
+        as_t = lambda a: torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
+        lag = restraint_lag(as_t(self.sum / max(self.count, 1)), as_t(target_tangents(self.targets).reshape(tg.shape)),
+                            as_t(self.kk), scale=as_t(np.linalg.norm(tg, axis=1))).numpy()
+        return (lag if self.count else np.full(len(lag), np.nan)), self.final
 
 
 # ---------------------------------------------------------------------------------------------
@@ -326,6 +426,16 @@ def sample_paths(system: MolecularSystem, featurizer: CartesianFeaturizer | None
         there as it finishes, paths already there are not sampled again (an interrupted call resumes;
         more ``n_paths`` extend the store), and the returned PathSet reads the trajectories from disk
         when asked for them (memory does not grow with ``n_paths``). Needs ``dynamics.seed``.
+
+    Returns
+    -------
+    PathSet
+        With ``lag`` ``(N,)``: the mean over paths of how far the restraint target leads the walkers at
+        the end of each block, in restraint widths ``sqrt(kT / k_n)`` (kT from the dynamics'
+        temperature; :func:`path_offsets`, computed here from the recorded frames as the paths arrive).
+        When the lag at the last point exceeds :data:`~tps_diffusion.core.langevin.LAG_WARN_WIDTHS`
+        the walkers did not reach the end state and a ``RuntimeWarning`` says so: raise
+        ``steps_per_point`` (or the time step, within what the force field allows).
     """
     t0 = time.perf_counter()
     n_paths = as_count(n_paths, "n_paths")
@@ -387,14 +497,18 @@ def sample_paths(system: MolecularSystem, featurizer: CartesianFeaturizer | None
                desc=f"paths {len(todo)} x {N} points x {K} steps", unit="block" if one_process else "path")
 
     n_frames = N * K // every
+    kT = float((unit.MOLAR_GAS_CONSTANT_R * dyn.temperature * unit.kelvin).value_in_unit(unit.kilojoule_per_mole))
+    meter = _LagMeter(targets, k, kT, idx, starts, K // every, n_paths)
     if log is not None:  # the energies (16 bytes a frame) stay in memory; the coordinates go to the store
         energies, tilt = np.full((n_paths, n_frames), np.nan), np.full((n_paths, n_frames), np.nan)
         for i in sorted(log.done & set(range(n_paths))):
-            saved = log.read(i, "energies", "tilt_energies")
+            saved = log.read(i, "xyz", "energies", "tilt_energies")  # one path in memory at a time
             energies[i], tilt[i] = saved["energies"], saved["tilt_energies"]
+            meter.add(i, saved["xyz"])
 
     def on_result(k: int, result: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
         i = todo[k]
+        meter.add(i, result[0])
         if log is not None:
             log.write(i, *result)
             energies[i], tilt[i] = result[1], result[2]
@@ -419,8 +533,12 @@ def sample_paths(system: MolecularSystem, featurizer: CartesianFeaturizer | None
     else:
         trajs, energies, tilt = ([make(r[0]) for r in results], np.stack([r[1] for r in results]),
                                  np.stack([r[2] for r in results]))
+    lag, final = meter.result()
+    warn_lag(lag, n_paths, "sample_paths", f"raise steps_per_point (now {K}) or the time step (now {dyn.timestep:g} "
+             f"ps, within what the force field allows); the last restraint is {k[-1]:.4g} kJ/mol/nm^2, width "
+             f"{np.sqrt(kT / k[-1]) if k[-1] > 0 else np.inf:.3g} nm")
     return PathSet(trajectories=trajs, energies=energies,
                    tilt_energies=tilt, point_index=np.repeat(np.arange(N), K // every),
                    n_force_evaluations=int(n_paths * N * K),
                    n_energy_evaluations=int(n_paths * n_frames) if compute_energies else 0, seeds=seeds,
-                   settings=settings, wall_time_s=time.perf_counter() - t0)
+                   settings=settings, wall_time_s=time.perf_counter() - t0, lag=lag, final_distance=final)
