@@ -261,3 +261,25 @@ def test_run_config_takes_the_cluster_keys(tmp_path, capsys):
     cfg.write_text('jobs = 2\n[simulate]\nsteps = 10\nreport-interval = 10\n')
     assert main(["run", "--config", str(cfg), "--run-dir", str(tmp_path / "r"), "--quiet"]) == 1
     assert "--jobs needs --cluster" in one_line_error(capsys)
+
+
+def test_workers_choose_their_own_platform_when_none_is_named(aldp, monkeypatch):
+    """With an executor and no platform named, the platform is picked on the worker (CUDA on a GPU
+    worker), not on the client: the client's resolution leaves it None and BatchContext asks
+    default_platform on the worker with the System it received."""
+    from tps_diffusion.molecular import _openmm
+
+    dyn = Dynamics(seed=1).for_system(aldp, check_platform=False)
+    assert dyn.platform is None and dyn.temperature == aldp.temperature
+    assert Dynamics(seed=1, platform="Reference").for_system(aldp, check_platform=False).platform == "Reference"
+    assert Dynamics(seed=1).for_system(aldp).platform == "Reference"  # no executor: resolved here (22 atoms)
+    asked = []
+
+    def worker_default(n_atoms):  # stands in for a GPU worker's answer
+        asked.append(n_atoms)
+        return "Reference"
+
+    monkeypatch.setattr(_openmm, "default_platform", worker_default)
+    context = parallel.BatchContext(dyn, aldp.openmm_system)
+    ctx, _ = context.start(aldp.positions_of("C5"), 3)
+    assert asked == [aldp.n_atoms] and ctx.getPlatform().getName() == "Reference"

@@ -45,7 +45,8 @@ class Dynamics:
     friction : float or Quantity
         Collision rate, 1/ps.
     platform : str, optional
-        OpenMM platform name; None: the system's (Reference below 200 atoms, else CUDA/OpenCL/CPU).
+        OpenMM platform name; None: the system's (Reference below 200 atoms, else CUDA/OpenCL/CPU;
+        with an executor, chosen on each worker).
     seed : int, optional
         Root of all random streams (integrator noise, initial velocities); per-run seeds are
         derived from it (:func:`tps_diffusion.utils.seeds.spawn_seeds`), so results do not depend
@@ -87,10 +88,15 @@ class Dynamics:
     def for_system(self, system: MolecularSystem, check_platform: bool = True) -> Dynamics:
         """A copy with temperature, time step and platform filled from ``system`` where None
         (the platform is checked to exist here unless ``check_platform`` is False: work sent to
-        other machines, e.g. CUDA workers of a cluster whose login node has no GPU)."""
-        platform = system.platform_name(self.platform)
+        other machines, e.g. CUDA workers of a cluster whose login node has no GPU). With
+        ``check_platform=False`` and no platform named here or by the system, the platform stays None:
+        each worker then picks its own (:func:`~tps_diffusion.molecular._openmm.default_platform`: CUDA
+        on a GPU worker, CPU or Reference elsewhere)."""
         if check_platform:
+            platform = system.platform_name(self.platform)
             get_platform(platform, system.n_atoms)
+        else:
+            platform = self.platform or system.platform
         return replace(self, temperature=system.temperature if self.temperature is None else self.temperature,
                        timestep=system.default_timestep() if self.timestep is None else self.timestep,
                        platform=platform)
@@ -112,7 +118,8 @@ class Dynamics:
         """A Context on ``system`` at ``positions`` (nm; constraints applied) with Maxwell-Boltzmann
         velocities, and its integrator, both seeded with ``seed`` (resolved settings only)."""
         integ = self.integrator(seed)
-        ctx = openmm.Context(system, integ, openmm.Platform.getPlatformByName(self.platform), dict(properties or {}))
+        platform = get_platform(self.platform, system.getNumParticles())  # None: the best one here
+        ctx = openmm.Context(system, integ, platform, dict(properties or {}))
         ctx.setPositions(positions)
         ctx.applyConstraints(1e-6)
         ctx.setVelocitiesToTemperature(self.temperature, int(seed))

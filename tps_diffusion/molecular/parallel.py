@@ -49,7 +49,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import openmm
 
-from ._openmm import mp_context
+from ._openmm import get_platform, mp_context
 
 __all__ = ["as_executor", "executor_workers", "run_batches", "run_batch", "batch_size_for", "BatchContext", "Payload",
            "runs_here", "BATCHES_PER_WORKER", "MAX_BATCH_SIZE", "MAX_BATCH_BYTES"]
@@ -124,8 +124,8 @@ class BatchContext:
     def reseed(self, seed: int) -> tuple[openmm.Context, openmm.Integrator]:
         if self.context is None:
             self.integrator = self.dynamics.integrator(seed)
-            self.context = openmm.Context(self.system, self.integrator,
-                                          openmm.Platform.getPlatformByName(self.dynamics.platform), self.properties)
+            platform = get_platform(self.dynamics.platform, self.system.getNumParticles())  # None: this worker's best
+            self.context = openmm.Context(self.system, self.integrator, platform, self.properties)
         else:
             self.integrator.setRandomNumberSeed(int(seed))
             self.context.reinitialize()  # a new seed takes effect only on (re)initialisation
