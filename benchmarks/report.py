@@ -36,18 +36,21 @@ def chignolin(r: dict) -> str:
         ets = m["ets_kj_mol_mean"]
         ets_txt = "-" if ets is None else f"{ets:.0f} +- {m['ets_kj_mol_std'] or 0:.0f} ({ets - thermal:+.0f})"
         steps = rec["steps_per_point"] * rec["n_points"]
+        floor = rec.get("min_stiffness")
+        targets = rec.get("targets", "tilt") + ("" if floor is None else f", k >= {floor:g}")
         rows.append(f"| {r['solvent']} | {rec['selection']} | {rec.get('architecture', 'mlp')} | {rec['mode']} | "
-                    f"{rec.get('spacing', 'geodesic')} | {steps} | {name} | "
+                    f"{targets} | {rec.get('spacing', 'geodesic')} | {steps} | {name} | "
                     f"{m['n_paths']} | {m['hit_percent']:.0f} % | {m['rmsd_angstrom_mean']:.2f} | "
                     f"{m['ca_rmsd_angstrom_mean']:.2f} | {ets_txt} | "
                     f"{100 * check['negative_mass']:.0f} % | {r['energy_evals']['total'] / 1e6:.2f} M |")
     return "\n".join(rows)
 
 
-CHIGNOLIN_HEADER = ("| solvent | restrained atoms | denoiser | geodesic mode | spacing | steps per path | method "
+CHIGNOLIN_HEADER = ("| solvent | restrained atoms | denoiser | geodesic mode | targets | spacing | steps per path "
+                    "| method "
                     "| paths | hit | heavy-atom RMSD at cut (A) | C-alpha RMSD at cut (A) "
                     "| ETS kJ/mol (minus thermal max) | metric negative mass | force evaluations (MD + paths) |\n"
-                    + "|---" * 14 + "|")
+                    + "|---" * 15 + "|")
 
 
 def generic(r: dict) -> str:

@@ -13,7 +13,7 @@ from tps_diffusion.molecular.dynamics import Dynamics
 from tps_diffusion.molecular.geodesic import MetricCheck, MolecularGeodesic, molecular_geodesic
 from tps_diffusion.molecular.md import run_md
 from tps_diffusion.molecular.model import MolecularModel, featurize_samples, train_on_samples
-from tps_diffusion.molecular.paths import path_targets, sample_molecular_paths
+from tps_diffusion.molecular.paths import RestraintSettings, path_targets, sample_molecular_paths
 
 TINY_MODEL = dict(hidden=32, depth=2, n_freq=2, lam_freq=4)
 TINY_TRAIN = dict(steps=60, batch_size=64, warmup=10)
@@ -78,7 +78,7 @@ def test_end_to_end_paths_have_openmm_energies(aldp, trained):
             and paths.settings["min_lambda"] == pytest.approx(float(z[:, 0].min())))
 
     # respaced targets: same endpoints and stiffness range, equal restraint kicks sqrt(k) |T_{n+1} - T_n| (kT units)
-    t_tilt, k_tilt = path_targets(aldp, model, geo, spacing="tilt")
+    t_tilt, k_tilt = path_targets(aldp, model, geo, restraint=RestraintSettings(spacing="tilt"))
     np.testing.assert_allclose(t_tilt[[0, -1]], targets[[0, -1]], atol=1e-12)
     np.testing.assert_allclose(k_tilt[[0, -1]], k[[0, -1]], rtol=1e-12)
     kicks = (k_tilt[1:] * k_tilt[:-1] / aldp.kT**2) ** 0.25 * np.linalg.norm((t_tilt[1:] - t_tilt[:-1]).reshape(5, -1),
@@ -87,7 +87,7 @@ def test_end_to_end_paths_have_openmm_energies(aldp, trained):
                                                                         axis=1)
     assert kicks.std() / kicks.mean() < kicks_geo.std() / kicks_geo.mean()
     with pytest.raises(ValueError, match="spacing"):
-        path_targets(aldp, model, geo, spacing="uniform")
+        path_targets(aldp, model, geo, restraint=RestraintSettings(spacing="uniform"))
 
 
 def test_checkpoint_round_trip_rebuilds_featurizer(aldp, md, trained):
@@ -183,3 +183,34 @@ def test_geodesic_file_round_trip(aldp, trained, tmp_path):
     (tmp_path / "bad.npz").write_text("nope")
     with pytest.raises(ValueError, match="not a readable geodesic file"):
         MolecularGeodesic.load(tmp_path / "bad.npz")
+
+
+def test_denoised_targets_and_stiffness_bounds(aldp, trained):
+    """RestraintSettings(targets="denoised") gives the featurizer's inverse of the denoiser's output
+    D(x_n, lam_n) at every curve point, and the bounds clamp the stiffness kT exp(lam) / scale^2."""
+    model, _ = trained
+    geo = molecular_geodesic(model, aldp, "C5", "C7ax", progress=False, **GEO)
+    targets, k = path_targets(aldp, model, geo)
+    c = geo.curve[0] if geo.curve.ndim == 3 else geo.curve
+    den = model.denoiser
+    dtype = next(den.parameters()).dtype
+    with torch.no_grad():
+        x0 = den(c[:, 1:].to(dtype), c[:, 0].to(dtype)).double().numpy()
+    want = model.featurizer.inverse(x0)  # (N, n_sel, 3) nm, aligned frame
+    lo, hi = float(np.quantile(k, 0.3)), float(np.quantile(k, 0.7))
+    t_d, k_d = path_targets(aldp, model, geo, restraint=RestraintSettings(targets="denoised", min_stiffness=lo,
+                                                                           max_stiffness=hi))
+    np.testing.assert_allclose(t_d, np.asarray(want).reshape(t_d.shape), atol=1e-6)
+    np.testing.assert_allclose(k_d, np.clip(k, lo, hi), rtol=1e-12)
+    assert not np.allclose(t_d, targets, atol=1e-3)  # x / alpha is not the posterior mean
+    # equal kicks computed on the targets and stiffnesses chosen
+    t_s, k_s = path_targets(aldp, model, geo, restraint=RestraintSettings(targets="denoised", spacing="tilt",
+                                                                           min_stiffness=lo))
+    kicks = (k_s[1:] * k_s[:-1] / aldp.kT**2) ** 0.25 * np.linalg.norm((t_s[1:] - t_s[:-1]).reshape(5, -1), axis=1)
+    t0, k0 = path_targets(aldp, model, geo, restraint=RestraintSettings(targets="denoised", min_stiffness=lo))
+    kicks0 = (k0[1:] * k0[:-1] / aldp.kT**2) ** 0.25 * np.linalg.norm((t0[1:] - t0[:-1]).reshape(5, -1), axis=1)
+    assert kicks.std() / kicks.mean() < kicks0.std() / kicks0.mean()
+    for bad, match in ((dict(targets="mean"), "targets"), (dict(min_stiffness=-1.0), "min_stiffness"),
+                       (dict(min_stiffness=10.0, max_stiffness=1.0), "swap")):
+        with pytest.raises(ValueError, match=match):
+            RestraintSettings(**bad)

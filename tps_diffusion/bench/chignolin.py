@@ -53,7 +53,7 @@ from ..molecular.formats import write_trajectory
 from ..molecular.geodesic import molecular_geodesic
 from ..molecular.md import run_md
 from ..molecular.model import SELECTIONS, train_on_samples
-from ..molecular.paths import path_targets
+from ..molecular.paths import RestraintSettings, path_targets
 from ..molecular.restrained import sample_paths
 from ..plotting import save_figure
 from ..utils.files import check_writable, write_json
@@ -126,7 +126,13 @@ class Recipe:
     geodesic_lr: float = 0.1
     # paths (geodesic and steered baseline alike): N * K * dt = 100 * 25 * 2 fs = 5 ps
     steps_per_point: int = 25  # K
-    spacing: str = "geodesic"  # "tilt": respace the curve to equal restraint kicks per block (paths.path_targets)
+    # restraint (paths.RestraintSettings): posterior-mean targets held with a stiffness floor, respaced to equal
+    # restraint kicks per block (benchmarks/chignolin_ablation: the paper's x/alpha targets with the geodesic's
+    # spacing left the walkers behind while the restraint was soft and yanked them in over the last ~1 ps)
+    targets: str = "denoised"  # "tilt": x_n / alpha_n (the paper's Algorithm 1)
+    spacing: str = "tilt"  # "geodesic": the curve's own points
+    min_stiffness: float | None = 200.0  # kJ/mol/nm^2
+    max_stiffness: float | None = None
     n_paths: int = 64
     record_interval: int = 1  # steps between recorded frames (cut, RMSD and energies are taken on these)
     # analysis and output
@@ -188,8 +194,15 @@ def check_recipe(recipe: Recipe) -> None:
     check_real(recipe.hit_threshold_angstrom, "Recipe.hit_threshold_angstrom", low=0.0, low_open=True,
                fix="use a positive threshold (Angstrom), e.g. 1")
     TrainConfig(steps=recipe.train_steps, batch_size=recipe.batch_size, lr=recipe.lr, lam_sampling=recipe.lam_sampling)
+    restraint_settings(recipe)
     GeodesicConfig(mode=recipe.mode, lam_end=recipe.lam_end, n_points=recipe.n_points, n_nodes=recipe.n_nodes,
                    steps=recipe.geodesic_steps, lr=recipe.geodesic_lr)
+
+
+def restraint_settings(recipe: Recipe) -> RestraintSettings:
+    """The recipe's restraint settings (targets, spacing, stiffness bounds)."""
+    return RestraintSettings(targets=recipe.targets, spacing=recipe.spacing, min_stiffness=recipe.min_stiffness,
+                             max_stiffness=recipe.max_stiffness)
 
 
 def output_paths(out: Path) -> dict[str, Path]:
@@ -269,7 +282,7 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
                              n_points=recipe.n_points, n_nodes=recipe.n_nodes, steps=recipe.geodesic_steps,
                              lr=recipe.geodesic_lr, seed=seed, progress=progress)
     seconds["geodesic"] = time.perf_counter() - t0
-    targets, stiffness = path_targets(system, model, geo, spacing=recipe.spacing)
+    targets, stiffness = path_targets(system, model, geo, restraint=restraint_settings(recipe))
     start = geo.start().positions if geo.start().positions is not None else system.positions_of(START)
 
     # 4. paths along the geodesic and 5. the steered baseline: same sampler, start, N, K and seeds

@@ -25,7 +25,7 @@ from ..molecular.geodesic import MolecularGeodesic, molecular_geodesic
 from ..molecular.limits import check_output_dir
 from ..molecular.md import run_md
 from ..molecular.model import MolecularModel, train_on_samples
-from ..molecular.paths import pair_directory, sample_molecular_paths, sample_pair_paths
+from ..molecular.paths import RestraintSettings, pair_directory, sample_molecular_paths, sample_pair_paths
 from ..molecular.pathstore import StoreMismatch
 from ..molecular.restrained import PathSet
 from ..molecular.shooting import CheckpointMismatch, as_state_test, remove_checkpoint, shooting_frames, two_way_shooting
@@ -89,12 +89,13 @@ def dynamics(args, **fixed) -> Dynamics:
 
 
 def cmd_bench(args, argv) -> None:
+    module = args.benchmark.replace("-", "_")  # muller-brown -> bench/muller_brown.py
     try:
-        mod = importlib.import_module(f"..bench.{args.benchmark}", __package__)
+        mod = importlib.import_module(f"..bench.{module}", __package__)
     except ModuleNotFoundError as exc:
-        if exc.name and exc.name.endswith(f"bench.{args.benchmark}"):
+        if exc.name and exc.name.endswith(f"bench.{module}"):
             raise RuntimeError(f"benchmark {args.benchmark!r} is not available in this installation "
-                               f"(tps_diffusion/bench/{args.benchmark}.py missing)") from None
+                               f"(tps_diffusion/bench/{module}.py missing)") from None
         raise
     params = inspect.signature(mod.run).parameters
     kw = dict(out=args.out, quick=args.quick, device=args.device, overwrite=args.overwrite, progress=not args.quiet)
@@ -304,7 +305,9 @@ def cmd_sample(args, run: Run) -> None:
                                        trajectory_bytes(2 * n_frames * len(names), system.n_atoms))
     store = run.path(PATH_STORE)  # paths stream here as they finish; an interrupted sample resumes from it
     settings = dict(n_paths=args.paths, steps_per_point=args.steps_per_point, dynamics=dynamics(args),
-                    record_interval=args.record_interval, spacing=args.spacing, progress=run.progress, store=store)
+                    record_interval=args.record_interval, progress=run.progress, store=store,
+                    restraint=RestraintSettings(targets=args.targets, spacing=args.spacing,
+                                                min_stiffness=args.min_stiffness, max_stiffness=args.max_stiffness))
 
     def draw(executor) -> dict[str, PathSet]:
         if geo.n_curves == 1:  # the seed as given

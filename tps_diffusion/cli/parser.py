@@ -20,7 +20,7 @@ from ..molecular.model import MOLECULAR_TRAINING
 from .rundir import PROG
 
 STAGES = ("simulate", "train", "geodesic", "sample", "shoot", "export", "analyze")
-BENCHMARKS = ("aldp2d", "aldp", "chignolin", "kernel")
+BENCHMARKS = ("aldp2d", "aldp", "chignolin", "kernel", "muller-brown")
 
 #: library defaults quoted in --help
 TRAIN_DEFAULTS = {**asdict(TrainConfig()), **MOLECULAR_TRAINING["train"], **MOLECULAR_TRAINING["model"]}
@@ -338,6 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="curve points as the geodesic has them, or 'tilt': respaced so that every block moves the "
                         "restraint centre by the same number of restraint widths (more MD time where the restraint is "
                         "stiff; docs/method.md, section 5)")
+    p.add_argument("--targets", choices=("tilt", "denoised"), default="tilt",
+                   help="restraint targets: 'tilt' x_n/alpha_n (the paper's algorithm) or 'denoised', the model's "
+                        "posterior mean D(x_n, lam_n) (smooth at every noise level; use with --min-stiffness)")
+    p.add_argument("--min-stiffness", type=float, metavar="KJ/MOL/NM2",
+                   help="lower bound on the restraint stiffness, kJ/mol/nm^2 (default: none)")
+    p.add_argument("--max-stiffness", type=float, metavar="KJ/MOL/NM2",
+                   help="upper bound on the restraint stiffness, kJ/mol/nm^2 (default: none)")
     p.add_argument("--start", metavar="STATE|FILE",
                    help="start structure (default: the geodesic's start; one pair only)")
     p.add_argument("--pair", metavar="START:END",

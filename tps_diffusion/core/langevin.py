@@ -64,31 +64,48 @@ def tilt_schedule(curve: Tensor, normalizer: Normalizer) -> tuple[Tensor, Tensor
     return normalizer.inverse(x / alpha[:, None]), lam.exp() / normalizer.scale**2
 
 
-def respace_by_tilt(curve: Tensor, normalizer: Normalizer, n_points: int | None = None) -> Tensor:
-    """The same curve resampled so that every block moves the restraint centre equally far in
-    units of the restraint's own thermal width: ``sqrt(k_n) |c_{n+1} - c_n|`` (kT = 1) is the
-    same for all ``n``.
+def kick_positions(centres: Tensor, stiffness: Tensor, n_points: int | None = None) -> Tensor:
+    """Fractional indices ``(n_points,)`` (default N) into a schedule ``centres (N, D)``, ``stiffness (N,)``
+    (kT per unit^2) at which every block moves the centre equally far in units of the restraint's own
+    thermal width: ``sqrt(k_n) |c_{n+1} - c_n|`` (geometric mean of the two stiffnesses) is the same
+    for all blocks. First 0, last N - 1; use with :func:`interpolate_curve`.
 
     A geodesic is evenly spaced in information length, which says nothing about how fast a
-    walker can follow: where the stiffness is high (high log-SNR, near the end states) a small
-    step of the centre is many thermal widths and the walker is dragged out of equilibrium,
-    while at low stiffness the centre may move a long way without any pull. This respacing gives
-    each block the same restraint "kick" ``k_n |c_{n+1} - c_n|^2 / 2`` (in kT), i.e. more blocks
-    where the pull is stiff. ``curve`` ``(N, 1 + D)`` model coordinates; returns ``(n_points, 1 + D)``
-    (default N) by linear interpolation in curve time, endpoints kept.
+    walker can follow: where the stiffness is high a small step of the centre is many thermal
+    widths and the walker is dragged out of equilibrium, while at low stiffness the centre may move
+    a long way without any pull. Equal kicks ``k_n |c_{n+1} - c_n|^2 / 2`` (in kT) give more blocks
+    where the pull is stiff or the centre moves far.
+    """
+    n = centres.shape[0]
+    n_points = n if n_points is None else check_int(n_points, "n_points", 2)
+    step = (stiffness[1:] * stiffness[:-1]).sqrt().sqrt() * (centres[1:] - centres[:-1]).norm(dim=-1)
+    step = step + 1e-9 * step.mean().clamp_min(1e-30)  # strictly increasing arc length
+    arc = torch.cat([step.new_zeros(1), step.cumsum(0)])
+    arc = arc / arc[-1]
+    want = torch.linspace(0.0, 1.0, n_points, dtype=arc.dtype, device=arc.device)
+    i = torch.searchsorted(arc, want, right=True).clamp(1, n - 1)
+    w = ((want - arc[i - 1]) / (arc[i] - arc[i - 1])).clamp(0.0, 1.0)
+    return (i - 1).to(arc.dtype) + w
+
+
+def interpolate_curve(curve: Tensor, where: Tensor) -> Tensor:
+    """``curve (N, C)`` linearly interpolated at fractional indices ``where (M,)`` in ``[0, N - 1]``."""
+    i = where.floor().long().clamp(0, max(curve.shape[0] - 2, 0))
+    w = (where - i.to(where.dtype)).clamp(0.0, 1.0)[:, None].to(curve.dtype)
+    return curve[i] + w * (curve[(i + 1).clamp(max=curve.shape[0] - 1)] - curve[i])
+
+
+def respace_by_tilt(curve: Tensor, normalizer: Normalizer, n_points: int | None = None) -> Tensor:
+    """The same curve resampled (:func:`kick_positions`) so that every block moves the restraint
+    centre equally far in units of the restraint's own thermal width: ``sqrt(k_n) |c_{n+1} - c_n|``
+    (kT = 1) is the same for all ``n``. ``curve`` ``(N, 1 + D)`` model coordinates; returns
+    ``(n_points, 1 + D)`` (default N) by linear interpolation in curve time, endpoints kept.
     """
     centres, k = tilt_schedule(curve, normalizer)
     n_points = curve.shape[0] if n_points is None else check_int(n_points, "n_points", 2)
     if curve.shape[0] < 2:
         return curve.clone()
-    step = (k[1:] * k[:-1]).sqrt().sqrt() * (centres[1:] - centres[:-1]).norm(dim=-1)
-    step = step + 1e-9 * step.mean().clamp_min(1e-30)  # strictly increasing arc length
-    arc = torch.cat([step.new_zeros(1), step.cumsum(0)])
-    arc = arc / arc[-1]
-    want = torch.linspace(0.0, 1.0, n_points, dtype=arc.dtype, device=arc.device)
-    i = torch.searchsorted(arc, want, right=True).clamp(1, curve.shape[0] - 1)
-    w = ((want - arc[i - 1]) / (arc[i] - arc[i - 1])).clamp(0.0, 1.0)[:, None].to(curve.dtype)
-    return curve[i - 1] + w * (curve[i] - curve[i - 1])
+    return interpolate_curve(curve, kick_positions(centres, k, n_points))
 
 
 def energy_and_grad(U: Potential, y: Tensor) -> tuple[Tensor, Tensor]:

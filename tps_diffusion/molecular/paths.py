@@ -21,7 +21,7 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -29,8 +29,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..core.checks import check_choice
-from ..core.langevin import respace_by_tilt
+from ..core.checks import check_choice, check_real
+from ..core.langevin import interpolate_curve, kick_positions
 from .dynamics import Dynamics
 from .geodesic import PAIR_SEPARATOR, MolecularGeodesic
 from .limits import as_count
@@ -39,27 +39,88 @@ from .parallel import as_executor
 from .restrained import PathSet, restraint_schedule, sample_paths
 from .system import MolecularSystem
 
-__all__ = ["PairPaths", "pair_directory", "pair_seed", "path_targets", "sample_molecular_paths", "sample_pair_paths"]
+__all__ = ["PairPaths", "RestraintSettings", "pair_directory", "pair_seed", "path_targets", "sample_molecular_paths",
+           "sample_pair_paths"]
 
 
-#: values of ``spacing``: the geodesic's own points, or respaced by :func:`respace_by_tilt`
+#: values of ``RestraintSettings.spacing``: the geodesic's own points, or equal restraint kicks per block
 SPACINGS = ("geodesic", "tilt")
+#: values of ``RestraintSettings.targets``: the paper's tilt centres, or the denoiser's posterior mean
+TARGETS = ("tilt", "denoised")
+
+
+@dataclass(frozen=True)
+class RestraintSettings:
+    """How a geodesic curve becomes restraint targets and stiffnesses (docs/method.md, section 5).
+
+    Parameters
+    ----------
+    targets : {"tilt", "denoised"}
+        ``"tilt"`` (the paper's Algorithm 1): target ``x_n / alpha_n``, noisy where the log-SNR is
+        low, which the low stiffness there tolerates. ``"denoised"``: the posterior mean
+        ``D(x_n, lam_n)``, a smooth structure at every noise level, which a stiffness floor can then
+        hold the walkers to while the molecule crosses.
+    spacing : {"geodesic", "tilt"}
+        ``"geodesic"``: the curve's own points (equal information length). ``"tilt"``: the curve
+        resampled so that every block moves the target by the same number of restraint widths,
+        ``sqrt(k_n / kT) |T_{n+1} - T_n|``, computed on the targets and stiffnesses chosen here.
+    min_stiffness, max_stiffness : float, optional
+        Clamp the stiffness ``kT exp(lam_n) / scale^2`` to ``[min, max]``, kJ/mol/nm^2 (None: no bound).
+    """
+
+    targets: str = "tilt"
+    spacing: str = "geodesic"
+    min_stiffness: float | None = None
+    max_stiffness: float | None = None
+
+    def __post_init__(self) -> None:
+        check_choice(self.targets, "targets", TARGETS)
+        check_choice(self.spacing, "spacing", SPACINGS)
+        for name in ("min_stiffness", "max_stiffness"):
+            v = getattr(self, name)
+            if v is not None:
+                check_real(v, name, low=0.0, low_open=True, fix="give a stiffness in kJ/mol/nm^2 > 0, or None")
+        if None not in (self.min_stiffness, self.max_stiffness) and self.min_stiffness > self.max_stiffness:
+            raise ValueError(f"min_stiffness ({self.min_stiffness:g}) exceeds max_stiffness ({self.max_stiffness:g}) "
+                             "kJ/mol/nm^2; swap them")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
 
 
 def path_targets(system: MolecularSystem, model: MolecularModel, geodesic: MolecularGeodesic,
-                 curve_index: int = 0, spacing: str = "geodesic") -> tuple[np.ndarray, np.ndarray]:
+                 curve_index: int = 0, restraint: RestraintSettings | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Restraint targets ``(N, n_sel, 3)`` nm (aligned frame) and stiffnesses ``(N,)`` kJ/mol/nm^2
-    of one curve: ``featurizer.inverse(x_n / alpha_n)`` and ``kT * exp(lam_n) / scale^2``
-    (docs/method.md, section 5). ``spacing="tilt"`` first respaces the curve so that every block
-    moves the target by the same number of restraint widths
-    (:func:`~tps_diffusion.core.langevin.respace_by_tilt`)."""
-    check_choice(spacing, "spacing", SPACINGS)
-    c = _curve(geodesic, curve_index)
-    if spacing == "tilt":
-        c = respace_by_tilt(torch.as_tensor(c), model.featurizer.normalizer).numpy()
+    of one curve. Default (the paper): ``featurizer.inverse(x_n / alpha_n)`` and
+    ``kT * exp(lam_n) / scale^2`` (docs/method.md, section 5); ``restraint``: see
+    :class:`RestraintSettings` (posterior-mean targets, stiffness bounds, equal-kick spacing)."""
+    restraint = RestraintSettings() if restraint is None else restraint
+    if not isinstance(restraint, RestraintSettings):
+        raise TypeError(f"restraint must be a RestraintSettings, got {type(restraint).__name__}")
     if not (np.isfinite(system.temperature) and system.temperature > 0):
         raise ValueError(f"the system temperature must be finite and > 0 K; got {system.temperature}")
-    return restraint_schedule(model.featurizer, c[:, 1:], c[:, 0], system.kT)
+    c = _curve(geodesic, curve_index)
+    targets, stiffness = _schedule(model, c, restraint, system.kT)
+    if restraint.spacing == "tilt" and len(c) > 1:
+        where = kick_positions(torch.as_tensor(targets.reshape(len(c), -1)), torch.as_tensor(stiffness / system.kT))
+        targets, stiffness = _schedule(model, interpolate_curve(torch.as_tensor(c), where).numpy(), restraint,
+                                       system.kT)
+    return targets, stiffness
+
+
+def _schedule(model: MolecularModel, c: np.ndarray, restraint: RestraintSettings,
+              kT: float) -> tuple[np.ndarray, np.ndarray]:
+    """Targets and (clamped) stiffnesses of the curve points ``c`` ``(N, 1 + D)``."""
+    targets, stiffness = restraint_schedule(model.featurizer, c[:, 1:], c[:, 0], kT)
+    if restraint.targets == "denoised":
+        den = model.denoiser
+        dtype = next(den.parameters()).dtype
+        with torch.no_grad():
+            x0 = den(torch.as_tensor(c[:, 1:], dtype=dtype), torch.as_tensor(c[:, 0], dtype=dtype))
+        targets = model.featurizer.normalizer.inverse(x0.double()).numpy().reshape(targets.shape)
+    if restraint.min_stiffness is not None or restraint.max_stiffness is not None:
+        stiffness = np.clip(stiffness, restraint.min_stiffness, restraint.max_stiffness)
+    return targets, stiffness
 
 
 def _curve(geodesic: MolecularGeodesic, curve_index: int = 0) -> np.ndarray:
@@ -77,10 +138,10 @@ def _curve(geodesic: MolecularGeodesic, curve_index: int = 0) -> np.ndarray:
 
 
 def _restraints(system: MolecularSystem, model: MolecularModel, geodesic: MolecularGeodesic, curve_index: int,
-                spacing: str, start) -> tuple[np.ndarray, np.ndarray, Any]:
+                restraint: RestraintSettings | None, start) -> tuple[np.ndarray, np.ndarray, Any]:
     """Targets ``(N, n_sel, 3)`` nm, stiffnesses ``(N,)`` kJ/mol/nm^2 and start structure of one curve
     (``start`` None: the curve's full-atom start), checked."""
-    targets, stiffness = path_targets(system, model, geodesic, curve_index, spacing)
+    targets, stiffness = path_targets(system, model, geodesic, curve_index, restraint)
     if start is None:
         first = geodesic.start(curve_index)
         if first.positions is None:
@@ -92,18 +153,19 @@ def _restraints(system: MolecularSystem, model: MolecularModel, geodesic: Molecu
 
 
 def _annotated(ps: PathSet, geodesic: MolecularGeodesic, curve_index: int, stiffness: np.ndarray,
-               spacing: str) -> PathSet:
+               restraint: RestraintSettings | None) -> PathSet:
     """``ps`` with the geodesic's settings, its curve and pair recorded in ``ps.settings``."""
     ps.settings.update(geodesic=geodesic.config.to_dict(), min_lambda=float(_curve(geodesic, curve_index)[:, 0].min()),
                        max_stiffness=float(stiffness.max()), curve_index=int(curve_index),
-                       pair=geodesic.pair_names[curve_index], spacing=spacing)
+                       pair=geodesic.pair_names[curve_index], restraint=(restraint or RestraintSettings()).to_dict())
     return ps
 
 
 def sample_molecular_paths(system: MolecularSystem, model: MolecularModel, geodesic: MolecularGeodesic, n_paths: int,
                            steps_per_point: int, dynamics: Dynamics | None = None, start=None, curve_index: int = 0,
-                           record_interval: int = 1, compute_energies: bool = True, spacing: str = "geodesic",
-                           progress: bool = True, callback: Callable[[dict], None] | None = None,
+                           record_interval: int = 1, compute_energies: bool = True,
+                           restraint: RestraintSettings | None = None, progress: bool = True,
+                           callback: Callable[[dict], None] | None = None,
                            executor: Executor | None = None, store: str | os.PathLike | None = None) -> PathSet:
     """Annealed Langevin transition paths under the force field along a geodesic (OpenMM).
 
@@ -113,7 +175,8 @@ def sample_molecular_paths(system: MolecularSystem, model: MolecularModel, geode
     ``dynamics`` (default ``Dynamics(seed=0, n_workers=2)``): temperature (K, default the
     system's), time step (ps), friction (1/ps), platform, seed, workers. The result's ``energies``
     are force-field potentials (kJ/mol) of the recorded frames; ``settings`` also record the
-    geodesic config, the curve's lowest log-SNR and its pair. ``spacing``: see :func:`path_targets`.
+    geodesic config, the curve's lowest log-SNR and its pair. ``restraint``: targets, stiffness
+    bounds and spacing (:class:`RestraintSettings`; default: the paper's).
     ``callback``, ``executor`` (any ``concurrent.futures.Executor``, a Dask cluster's), ``store`` (a
     directory the paths stream into; an interrupted call resumes): see :func:`sample_paths`.
     The paths of several pairs: :func:`sample_pair_paths`.
@@ -121,12 +184,12 @@ def sample_molecular_paths(system: MolecularSystem, model: MolecularModel, geode
     n_paths, steps_per_point = as_count(n_paths, "n_paths"), as_count(steps_per_point, "steps_per_point")
     record_interval = as_count(record_interval, "record_interval")
     model.check_system(system)
-    targets, stiffness, start = _restraints(system, model, geodesic, curve_index, spacing, start)
+    targets, stiffness, start = _restraints(system, model, geodesic, curve_index, restraint, start)
     ps = sample_paths(system, model.featurizer, targets, stiffness, start, n_paths, steps_per_point,
                       dynamics=dynamics or Dynamics(seed=0, n_workers=2), record_interval=record_interval,
                       compute_energies=compute_energies, progress=progress, callback=callback, executor=executor,
                       store=store)
-    return _annotated(ps, geodesic, curve_index, stiffness, spacing)
+    return _annotated(ps, geodesic, curve_index, stiffness, restraint)
 
 
 def pair_seed(seed: int | None, pair: str) -> int | None:
@@ -195,9 +258,9 @@ class _Stopped(Exception):
 def sample_pair_paths(system: MolecularSystem, model: MolecularModel, geodesic: MolecularGeodesic, n_paths: int,
                       steps_per_point: int, dynamics: Dynamics | None = None,
                       pairs: Sequence[str | tuple[str, str]] | None = None, record_interval: int = 1,
-                      compute_energies: bool = True, spacing: str = "geodesic", progress: bool = True,
-                      callback: Callable[[dict], None] | None = None, executor: Executor | None = None,
-                      store: str | os.PathLike | None = None) -> PairPaths:
+                      compute_energies: bool = True, restraint: RestraintSettings | None = None,
+                      progress: bool = True, callback: Callable[[dict], None] | None = None,
+                      executor: Executor | None = None, store: str | os.PathLike | None = None) -> PairPaths:
     """Transition paths of several pairs of endpoints, one geodesic curve each (OpenMM).
 
     Parameters
@@ -213,7 +276,7 @@ def sample_pair_paths(system: MolecularSystem, model: MolecularModel, geodesic: 
         depend on which other pairs are sampled with it (bitwise on the Reference platform).
     pairs : sequence of str or (start, end), optional
         Names of the geodesic's pairs to sample (default: all of its curves).
-    record_interval, compute_energies, spacing : see :func:`sample_molecular_paths`
+    record_interval, compute_energies, restraint : see :func:`sample_molecular_paths`
     progress : bool
         One progress bar over the paths of all pairs.
     callback : callable, optional
@@ -252,7 +315,7 @@ def sample_pair_paths(system: MolecularSystem, model: MolecularModel, geodesic: 
     if len(set(dirs)) != len(dirs):
         twice = sorted({n for n, d in zip(names, dirs) if dirs.count(d) > 1})
         raise ValueError(f"pairs {twice} are given twice (or share a directory name); give each pair once")
-    jobs = {name: (i, *_restraints(system, model, geodesic, i, spacing, None)) for name, i in zip(names, indices)}
+    jobs = {name: (i, *_restraints(system, model, geodesic, i, restraint, None)) for name, i in zip(names, indices)}
     dyn = dynamics or Dynamics(seed=0, n_workers=2)
     executor = as_executor(executor)
     bar = tqdm(total=len(names) * n_paths, disable=not progress, unit="path",
@@ -279,7 +342,7 @@ def sample_pair_paths(system: MolecularSystem, model: MolecularModel, geodesic: 
                           store=None if store is None else Path(store) / pair_directory(name))
         with lock:
             bar.update(n_paths - seen)  # paths of an earlier, interrupted call
-        return _annotated(ps, geodesic, index, stiffness, spacing)
+        return _annotated(ps, geodesic, index, stiffness, restraint)
 
     try:
         if executor is None:
