@@ -481,7 +481,8 @@ def sample_paths(system: MolecularSystem, featurizer: CartesianFeaturizer | None
                              "random streams")
         digest = {name: hashlib.sha256(np.ascontiguousarray(a).tobytes()).hexdigest()
                   for name, a in (("targets", targets), ("stiffness", k), ("starts", starts), ("atoms", idx))}
-        where = ("n_workers", "mp_context")  # not what the paths depend on
+        # not what the paths depend on (the platform changes them only by rounding: a run may resume elsewhere)
+        where = ("n_workers", "mp_context", "platform")
         log = PathStore(store, {**{key: v for key, v in dyn.to_dict().items() if key not in where},
                                 "n_points": N, "steps_per_point": K, "record_interval": every,
                                 "compute_energies": bool(compute_energies),
