@@ -6,8 +6,9 @@ import math
 import mdtraj
 import numpy as np
 import pytest
+import torch
 
-from tps_diffusion.bench.chignolin import PUBLISHED, Recipe, check_recipe, output_paths
+from tps_diffusion.bench.chignolin import PUBLISHED, Recipe, _stage_settings, check_recipe, output_paths
 from tps_diffusion.bench.path_metrics import (
     cut_index,
     ets,
@@ -18,6 +19,7 @@ from tps_diffusion.bench.path_metrics import (
     rmsd_at_cut_angstrom,
     straight_targets,
 )
+from tps_diffusion.bench.stage_cache import StageCache
 from tps_diffusion.cli import main
 
 
@@ -134,9 +136,11 @@ def test_recipe_defaults_and_checks():
 
 def test_quick_benchmark_through_the_cli(tmp_path):
     out = tmp_path / "chig.json"
-    argv = ["bench", "chignolin", "--out", str(out), "--quick", "--solvent", "obc2", "--device", "cpu", "--quiet"]
+    argv = ["bench", "chignolin", "--out", str(out), "--quick", "--solvent", "obc2", "--device", "cpu", "--quiet",
+            "--cache", str(tmp_path / "cache")]
     assert main(argv) == 0
     rep = json.loads(out.read_text())
+    assert rep["stages_from_cache"] is False and (tmp_path / "cache" / rep["cache"]["key"] / "model.pt").is_file()
     r = rep["recipe"]
     assert rep["benchmark"] == "chignolin" and rep["solvent"] == r["solvent"] == "obc2" and rep["quick"] is True
     assert rep["system"] == "chignolin_obc2" and rep["n_paths"] == r["n_paths"]
@@ -185,3 +189,31 @@ def test_quick_benchmark_through_the_cli(tmp_path):
     o = rep["outputs"]
     assert traj.n_atoms == 138 and traj.n_frames == o["paths_written"] * o["frames_per_written_path"]
     assert main(argv) == 1  # the report exists: refused without --overwrite
+
+    # a rerun with the cache loads MD data, model and geodesic and gives the same paths and figures
+    assert main([*argv, "--overwrite"]) == 0
+    again = json.loads(out.read_text())
+    assert again["stages_from_cache"] is True and again["cache"] == rep["cache"]
+    for name in ("geodesic", "steered"):
+        a, b = dict(again["methods"][name]), dict(rep["methods"][name])
+        a.pop("sampling_seconds"), b.pop("sampling_seconds")
+        assert a == b, name
+    assert again["energy_evals"] == rep["energy_evals"] and again["md_data"] == rep["md_data"]
+    assert {k: again["seconds"][k] for k in ("md", "training", "geodesic")} == {
+        k: rep["seconds"][k] for k in ("md", "training", "geodesic")}  # as measured when made
+    assert main(["bench", "aldp", "--out", str(tmp_path / "a.json"), "--cache", str(tmp_path / "cache")]) == 1
+
+
+def test_cache_key_follows_the_first_stages_only(tmp_path):
+    cpu = torch.device("cpu")
+
+    def key(recipe, seed=0):
+        return StageCache(tmp_path, _stage_settings(recipe, seed, cpu)).key
+
+    base = key(Recipe())
+    assert key(Recipe()) == base  # deterministic
+    for changed in (Recipe(train_steps=10), Recipe(solvent="obc2"), Recipe(md_steps=10), Recipe(n_points=50)):
+        assert key(changed) != base
+    assert key(Recipe(), seed=1) != base
+    # the path stage does not enter: restraint settings and path counts reuse the entry
+    assert key(Recipe(min_stiffness=50.0, spacing="tilt", n_paths=4, steps_per_point=10)) == base

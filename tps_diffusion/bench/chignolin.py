@@ -59,6 +59,7 @@ from ..plotting import save_figure
 from ..utils.files import check_writable, write_json
 from ..utils.provenance import versions
 from .path_metrics import NM_TO_ANGSTROM, kabsch_rmsd, path_metrics, straight_targets
+from .stage_cache import CachedStages, StageCache
 
 __all__ = ["PUBLISHED", "SOLVENTS", "Recipe", "check_recipe", "output_paths", "run"]
 
@@ -130,7 +131,7 @@ class Recipe:
     # restraint kicks per block (benchmarks/chignolin_ablation: the paper's x/alpha targets with the geodesic's
     # spacing left the walkers behind while the restraint was soft and yanked them in over the last ~1 ps)
     targets: str = "denoised"  # "tilt": x_n / alpha_n (the paper's Algorithm 1)
-    spacing: str = "tilt"  # "geodesic": the curve's own points
+    spacing: str = "thermodynamic"  # "tilt": equal kicks only; "geodesic": the curve's own points
     min_stiffness: float | None = 200.0  # kJ/mol/nm^2
     max_stiffness: float | None = None
     n_paths: int = 64
@@ -205,6 +206,42 @@ def restraint_settings(recipe: Recipe) -> RestraintSettings:
                              max_stiffness=recipe.max_stiffness)
 
 
+#: recipe fields that shape the MD data, the model and the geodesic (with the seed and device: a cache entry's key)
+FIRST_STAGE_FIELDS = ("solvent", "temperature", "timestep", "friction", "platform", "md_runs_per_start", "md_steps",
+                      "md_report_interval", "md_equilibration", "selection", "architecture", "hidden", "depth",
+                      "sigma_data", "train_steps", "batch_size", "lr", "lam_sampling", "mode", "lam_end", "n_points",
+                      "n_nodes", "geodesic_steps", "geodesic_lr")
+
+
+def _stage_settings(recipe: Recipe, seed: int, dev: torch.device) -> dict:
+    """What a cache entry of the first three stages depends on."""
+    return {"benchmark": "chignolin", "seed": seed, "device": dev.type,
+            **{name: getattr(recipe, name) for name in FIRST_STAGE_FIELDS}}
+
+
+def _first_stages(system, recipe: Recipe, seed: int, dev: torch.device, dynamics: Dynamics,
+                  progress: bool) -> CachedStages:
+    """Stages 1-3: basin MD from the two minima, the denoiser trained on it, the geodesic."""
+    md = run_md(system, [START, END], recipe.md_steps, report_interval=recipe.md_report_interval,
+                dynamics=dynamics, n_runs_per_start=recipe.md_runs_per_start,
+                n_equilibration=recipe.md_equilibration, progress=progress)
+    t0 = time.perf_counter()
+    model = train_on_samples(
+        system, md, recipe.selection,
+        model_config=dict(hidden=recipe.hidden, depth=recipe.depth, sigma_data=recipe.sigma_data,
+                          architecture=recipe.architecture),
+        train_config=dict(steps=recipe.train_steps, batch_size=recipe.batch_size, lr=recipe.lr,
+                          lam_sampling=recipe.lam_sampling, seed=seed),
+        device=dev, progress=progress)
+    t_train = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    geo = molecular_geodesic(model, system, START, END, mode=recipe.mode, lam_end=recipe.lam_end,
+                             n_points=recipe.n_points, n_nodes=recipe.n_nodes, steps=recipe.geodesic_steps,
+                             lr=recipe.geodesic_lr, seed=seed, progress=progress)
+    return CachedStages(md, model, geo, {"md": md.wall_time_s, "training": t_train,
+                                         "geodesic": time.perf_counter() - t0})
+
+
 def output_paths(out: Path) -> dict[str, Path]:
     """Files written next to the JSON ``out``."""
     out = Path(out)
@@ -218,10 +255,13 @@ def output_paths(out: Path) -> dict[str, Path]:
 
 def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool = False, device: str = "auto",
         overwrite: bool = False, progress: bool = True, solvent: str | None = None,
-        recipe: Recipe | None = None) -> dict:
+        recipe: Recipe | None = None, cache: str | Path | None = None) -> dict:
     """Run the whole benchmark; write ``out`` (JSON), ``<stem>_paths.png`` and the geodesic paths as
     ``<stem>_paths.dcd`` + ``<stem>_paths.pdb`` next to it. ``solvent``: ``"gbn2"`` or ``"obc2"``
-    (default: the recipe's, GBn2); ``n_paths``: paths per method (default: the recipe's)."""
+    (default: the recipe's, GBn2); ``n_paths``: paths per method (default: the recipe's).
+    ``cache``: a directory keeping the MD data, model and geodesic (:class:`~.stage_cache.StageCache`,
+    keyed by the recipe fields of those stages, the seed and the device type): a rerun with the same
+    settings loads them, and the report gives the seconds they took when made under ``cached_seconds``."""
     t_start = time.perf_counter()
     out = check_writable(out, overwrite)
     files = output_paths(out)
@@ -257,31 +297,19 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
         return Dynamics(temperature=recipe.temperature, timestep=dt, friction=recipe.friction,
                         platform=recipe.platform, seed=s, n_workers=recipe.n_workers)
 
-    # 1. MD samples in the two basins
-    md = run_md(system, [START, END], recipe.md_steps, report_interval=recipe.md_report_interval,
-                dynamics=dynamics(seed), n_runs_per_start=recipe.md_runs_per_start,
-                n_equilibration=recipe.md_equilibration, progress=progress)
-    seconds["md"] = md.wall_time_s
+    # 1.-3. MD samples in the two basins, features + denoiser, geodesic unfolded -> folded
+    store = None if cache is None else StageCache(cache, _stage_settings(recipe, seed, dev))
+    from_cache = store is not None and store.exists()
+    if from_cache:
+        stages = store.load(system, device=dev)
+    else:
+        stages = _first_stages(system, recipe, seed, dev, dynamics(seed), progress)
+        if store is not None:
+            store.save(stages)
+    md, model, geo = stages.md, stages.model, stages.geodesic
+    seconds.update(stages.seconds)  # as measured when the stages ran (from_cache: in an earlier run)
     md_states = system.assign_states(md.trajectory)
-
-    # 2. features + denoiser
-    t0 = time.perf_counter()
-    model = train_on_samples(
-        system, md, recipe.selection,
-        model_config=dict(hidden=recipe.hidden, depth=recipe.depth, sigma_data=recipe.sigma_data,
-                          architecture=recipe.architecture),
-        train_config=dict(steps=recipe.train_steps, batch_size=recipe.batch_size, lr=recipe.lr,
-                          lam_sampling=recipe.lam_sampling, seed=seed),
-        device=dev, progress=progress)
-    seconds["training"] = time.perf_counter() - t0
     feat = model.featurizer
-
-    # 3. geodesic unfolded -> folded
-    t0 = time.perf_counter()
-    geo = molecular_geodesic(model, system, START, END, mode=recipe.mode, lam_end=recipe.lam_end,
-                             n_points=recipe.n_points, n_nodes=recipe.n_nodes, steps=recipe.geodesic_steps,
-                             lr=recipe.geodesic_lr, seed=seed, progress=progress)
-    seconds["geodesic"] = time.perf_counter() - t0
     targets, stiffness = path_targets(system, model, geo, restraint=restraint_settings(recipe))
     start = geo.start().positions if geo.start().positions is not None else system.positions_of(START)
 
@@ -383,6 +411,8 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
                      "curve_length": float(core.length[0]), "min_lambda": float(core.min_lambda[0]),
                      "n_points": int(geo.curve.shape[-2]), "message": core.message or None},
         "seconds": {**seconds, "total": None},
+        "stages_from_cache": from_cache,
+        "cache": None if store is None else {"directory": str(store.root), "key": store.key},
         "md_data": {"n_frames": int(md.trajectory.n_frames),
                     "frames_per_state": {k or "none": int((md_states == k).sum()) for k in [*system.states, ""]},
                     "energy_mean_kj_mol": float(md.potential_energy.mean()),

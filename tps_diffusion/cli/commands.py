@@ -105,10 +105,11 @@ def cmd_bench(args, argv) -> None:
         if "n_paths" not in params:
             raise ValueError(f"--paths does not apply to bench {args.benchmark}")
         kw["n_paths"] = args.paths
-    if getattr(args, "solvent", None) is not None:
-        if "solvent" not in params:
-            raise ValueError(f"--solvent does not apply to bench {args.benchmark}")
-        kw["solvent"] = args.solvent
+    for option in ("solvent", "cache"):
+        if getattr(args, option, None) is not None:
+            if option not in params:
+                raise ValueError(f"--{option} does not apply to bench {args.benchmark}")
+            kw[option] = getattr(args, option)
     mod.run(**{k: v for k, v in kw.items() if k in params})
     say(args, f"bench {args.benchmark}: wrote {args.out}")
 

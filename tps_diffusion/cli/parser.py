@@ -190,6 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--solvent", choices=("gbn2", "obc2"),
                    help="chignolin: implicit water model (default gbn2, as published; obc2 is several times faster on "
                         "a CPU)")
+    p.add_argument("--cache", type=Path, metavar="DIR",
+                   help="chignolin: keep the MD data, model and geodesic in DIR and reuse them when a later run has "
+                        "the same settings for those stages (e.g. to try path settings; stage seconds are those "
+                        "measured when they were made)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--quick", action="store_true", help="reduced recipe (minutes on a CPU)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="torch device")
@@ -335,10 +339,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="temperature in K; also sets kT of the restraint (default: that of the model's training data)")
     p.add_argument("--record-interval", type=int, default=1, metavar="STEPS",
                    help="record a frame every this many steps (must divide K)")
-    p.add_argument("--spacing", choices=("geodesic", "tilt"), default="geodesic",
-                   help="curve points as the geodesic has them, or 'tilt': respaced so that every block moves the "
+    p.add_argument("--spacing", choices=("geodesic", "tilt", "thermodynamic"), default="geodesic",
+                   help="curve points as the geodesic has them, 'tilt': respaced so that every block moves the "
                         "restraint centre by the same number of restraint widths (more MD time where the restraint is "
-                        "stiff; docs/method.md, section 5)")
+                        "stiff), or 'thermodynamic': the same with the stiffening counted too (time for the restraint "
+                        "to tighten at the end; docs/method.md, section 5)")
     p.add_argument("--targets", choices=("tilt", "denoised"), default="tilt",
                    help="restraint targets: 'tilt' x_n/alpha_n (the paper's algorithm) or 'denoised', the model's "
                         "posterior mean D(x_n, lam_n) (smooth at every noise level; use with --min-stiffness)")

@@ -64,7 +64,8 @@ def tilt_schedule(curve: Tensor, normalizer: Normalizer) -> tuple[Tensor, Tensor
     return normalizer.inverse(x / alpha[:, None]), lam.exp() / normalizer.scale**2
 
 
-def kick_positions(centres: Tensor, stiffness: Tensor, n_points: int | None = None) -> Tensor:
+def kick_positions(centres: Tensor, stiffness: Tensor, n_points: int | None = None,
+                   stiffening_weight: float = 0.0) -> Tensor:
     """Fractional indices ``(n_points,)`` (default N) into a schedule ``centres (N, D)``, ``stiffness (N,)``
     (kT per unit^2) at which every block moves the centre equally far in units of the restraint's own
     thermal width: ``sqrt(k_n) |c_{n+1} - c_n|`` (geometric mean of the two stiffnesses) is the same
@@ -75,10 +76,23 @@ def kick_positions(centres: Tensor, stiffness: Tensor, n_points: int | None = No
     widths and the walker is dragged out of equilibrium, while at low stiffness the centre may move
     a long way without any pull. Equal kicks ``k_n |c_{n+1} - c_n|^2 / 2`` (in kT) give more blocks
     where the pull is stiff or the centre moves far.
+
+    ``stiffening_weight`` ``w`` adds the restraint's stiffening to the length of a block,
+    ``sqrt(sqrt(k_n k_{n+1}) |c_{n+1} - c_n|^2 + w * max(0, ln k_{n+1} - ln k_n)^2)``. With ``w = D / 2``
+    this is the thermodynamic (Fisher) length of the restraint's Boltzmann factor, the Gaussian
+    ``N(c, I / k)`` in ``D`` dimensions (softening not counted: releasing a walker drags nothing), and
+    equal lengths per block are the protocol of least dissipation in linear response (Sivak and
+    Crooks, Phys. Rev. Lett. 108, 190602 (2012)). Without it a stiffness that rises while the centre
+    stands still, as at the end of a path, gets no time and yanks the walker in (docs/method.md,
+    section 5).
     """
     n = centres.shape[0]
     n_points = n if n_points is None else check_int(n_points, "n_points", 2)
+    check_real(stiffening_weight, "stiffening_weight", low=0.0, fix="use a weight >= 0 (0: centre moves only)")
     step = (stiffness[1:] * stiffness[:-1]).sqrt().sqrt() * (centres[1:] - centres[:-1]).norm(dim=-1)
+    if stiffening_weight:
+        rise = (stiffness[1:].log() - stiffness[:-1].log()).clamp_min(0.0)
+        step = (step**2 + stiffening_weight * rise**2).sqrt()
     step = step + 1e-9 * step.mean().clamp_min(1e-30)  # strictly increasing arc length
     arc = torch.cat([step.new_zeros(1), step.cumsum(0)])
     arc = arc / arc[-1]

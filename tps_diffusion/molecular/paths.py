@@ -43,8 +43,9 @@ __all__ = ["PairPaths", "RestraintSettings", "pair_directory", "pair_seed", "pat
            "sample_pair_paths"]
 
 
-#: values of ``RestraintSettings.spacing``: the geodesic's own points, or equal restraint kicks per block
-SPACINGS = ("geodesic", "tilt")
+#: values of ``RestraintSettings.spacing``: the geodesic's own points, equal restraint kicks per block, or equal
+#: thermodynamic length per block (kicks and stiffening)
+SPACINGS = ("geodesic", "tilt", "thermodynamic")
 #: values of ``RestraintSettings.targets``: the paper's tilt centres, or the denoiser's posterior mean
 TARGETS = ("tilt", "denoised")
 
@@ -60,10 +61,14 @@ class RestraintSettings:
         low, which the low stiffness there tolerates. ``"denoised"``: the posterior mean
         ``D(x_n, lam_n)``, a smooth structure at every noise level, which a stiffness floor can then
         hold the walkers to while the molecule crosses.
-    spacing : {"geodesic", "tilt"}
+    spacing : {"geodesic", "tilt", "thermodynamic"}
         ``"geodesic"``: the curve's own points (equal information length). ``"tilt"``: the curve
         resampled so that every block moves the target by the same number of restraint widths,
         ``sqrt(k_n / kT) |T_{n+1} - T_n|``, computed on the targets and stiffnesses chosen here.
+        ``"thermodynamic"``: equal thermodynamic length per block, the kicks and the stiffening
+        together, ``sqrt(k_n / kT |T_{n+1} - T_n|^2 + (D / 2) max(0, ln k_{n+1} - ln k_n)^2)`` with ``D``
+        the restrained coordinates (see :func:`~tps_diffusion.core.langevin.kick_positions`): a
+        stiffness that rises while the target stands still, as at the end of a path, gets time too.
     min_stiffness, max_stiffness : float, optional
         Clamp the stiffness ``kT exp(lam_n) / scale^2`` to ``[min, max]``, kJ/mol/nm^2 (None: no bound).
     """
@@ -101,8 +106,10 @@ def path_targets(system: MolecularSystem, model: MolecularModel, geodesic: Molec
         raise ValueError(f"the system temperature must be finite and > 0 K; got {system.temperature}")
     c = _curve(geodesic, curve_index)
     targets, stiffness = _schedule(model, c, restraint, system.kT)
-    if restraint.spacing == "tilt" and len(c) > 1:
-        where = kick_positions(torch.as_tensor(targets.reshape(len(c), -1)), torch.as_tensor(stiffness / system.kT))
+    if restraint.spacing != "geodesic" and len(c) > 1:
+        flat = torch.as_tensor(targets.reshape(len(c), -1))
+        weight = flat.shape[1] / 2 if restraint.spacing == "thermodynamic" else 0.0
+        where = kick_positions(flat, torch.as_tensor(stiffness / system.kT), stiffening_weight=weight)
         targets, stiffness = _schedule(model, interpolate_curve(torch.as_tensor(c), where).numpy(), restraint,
                                        system.kT)
     return targets, stiffness
