@@ -1,10 +1,12 @@
 """Annealed Langevin in torch against Ornstein-Uhlenbeck statistics and its own bookkeeping."""
 
+import math
 
 import numpy as np
+import pytest
 import torch
 
-from tps_diffusion.core.langevin import annealed_langevin, langevin, respace_by_tilt, tilt_schedule
+from tps_diffusion.core.langevin import annealed_langevin, kick_positions, langevin, respace_by_tilt, tilt_schedule
 from tps_diffusion.core.normalizer import Normalizer
 from tps_diffusion.core.schedule import alpha_sigma
 
@@ -72,3 +74,37 @@ def test_respace_by_tilt_gives_equal_restraint_kicks():
     again = respace_by_tilt(out, norm)  # moves each point by a few % of a block at most
     block = (out[1:] - out[:-1]).abs().max(0).values
     assert torch.all((again - out).abs().max(0).values < 0.05 * block)
+
+
+def _gaussian_kl(c1, k1, c2, k2) -> float:
+    """KL(N(c1, I/k1) || N(c2, I/k2)) in D dimensions, closed form."""
+    d = c1.shape[-1]
+    return 0.5 * (d * k2 / k1 + k2 * ((c2 - c1) ** 2).sum() - d + d * math.log(k1 / k2))
+
+
+def test_thermodynamic_spacing_is_the_fisher_length_of_the_restraint():
+    """With stiffening_weight = D/2 a block's length is sqrt(2 KL) between the restraint's Gaussians
+    N(c_n, I/k_n) and N(c_{n+1}, I/k_{n+1}) (to second order). A schedule that first moves the
+    centre at constant stiffness and then stiffens in place gets blocks in proportion to the two
+    Fisher lengths (computed here from the closed-form KL); a softening costs nothing."""
+    d, n = 6, 2001
+    t = torch.linspace(0.0, 1.0, n, dtype=torch.float64)
+    first = t <= 0.5
+    direction = torch.ones(d, dtype=torch.float64) / math.sqrt(d)
+    centres = torch.where(first[:, None], 2 * t[:, None] * direction, direction)  # moves 1 unit, then stands
+    log_k = torch.where(first, torch.zeros_like(t), 2 * (2 * t - 1)) + math.log(50.0)  # then stiffens e^2-fold
+    k = log_k.exp()
+    kl = [_gaussian_kl(centres[i], float(k[i]), centres[i + 1], float(k[i + 1])) for i in range(n - 1)]
+    lengths = np.sqrt(2 * np.array(kl))
+    half = int(first.sum()) - 1  # blocks before the corner
+    share = lengths[half:].sum() / lengths.sum()  # Fisher length of the stiffening, as a fraction
+    where = kick_positions(centres, k, n_points=401, stiffening_weight=d / 2)
+    got = float((where > half).double().mean())  # fraction of the new points in the stiffening
+    assert 0.2 < share < 0.8
+    assert abs(got - share) < 0.01
+    # no weight: the stiffening gets no time at all; a softening is not counted
+    assert float((kick_positions(centres, k, n_points=401) > half + 1).double().sum()) <= 1
+    soft = kick_positions(centres, k.flip(0), n_points=401, stiffening_weight=d / 2)
+    torch.testing.assert_close(soft, kick_positions(centres, k.flip(0), n_points=401))
+    with pytest.raises(ValueError, match="stiffening_weight"):
+        kick_positions(centres, k, stiffening_weight=-1.0)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from tps_diffusion.core.langevin import interpolate_curve, kick_positions
 from tps_diffusion.core.schedule import alpha_sigma
 from tps_diffusion.molecular.catalogue import alanine_dipeptide
 from tps_diffusion.molecular.dynamics import Dynamics
@@ -14,6 +15,7 @@ from tps_diffusion.molecular.geodesic import MetricCheck, MolecularGeodesic, mol
 from tps_diffusion.molecular.md import run_md
 from tps_diffusion.molecular.model import MolecularModel, featurize_samples, train_on_samples
 from tps_diffusion.molecular.paths import RestraintSettings, path_targets, sample_molecular_paths
+from tps_diffusion.molecular.restrained import restraint_schedule
 
 TINY_MODEL = dict(hidden=32, depth=2, n_freq=2, lam_freq=4)
 TINY_TRAIN = dict(steps=60, batch_size=64, warmup=10)
@@ -86,6 +88,16 @@ def test_end_to_end_paths_have_openmm_energies(aldp, trained):
     kicks_geo = (k[1:] * k[:-1] / aldp.kT**2) ** 0.25 * np.linalg.norm((targets[1:] - targets[:-1]).reshape(5, -1),
                                                                         axis=1)
     assert kicks.std() / kicks.mean() < kicks_geo.std() / kicks_geo.mean()
+    # thermodynamic spacing: the same ends, and the curve resampled where kick_positions puts the points when the
+    # stiffening counts with weight D/2 (D: restrained coordinates), on the stiffness in kT/nm^2
+    t_th, k_th = path_targets(aldp, model, geo, restraint=RestraintSettings(spacing="thermodynamic"))
+    np.testing.assert_allclose(t_th[[0, -1]], targets[[0, -1]], atol=1e-12)
+    where = kick_positions(torch.as_tensor(targets.reshape(6, -1)), torch.as_tensor(k / aldp.kT),
+                           stiffening_weight=targets[0].size / 2)
+    c = interpolate_curve(z.double(), where).numpy()
+    by_hand = restraint_schedule(model.featurizer, c[:, 1:], c[:, 0], aldp.kT)
+    np.testing.assert_allclose(t_th, by_hand[0], atol=1e-9)
+    np.testing.assert_allclose(k_th, by_hand[1], rtol=1e-9)
     with pytest.raises(ValueError, match="spacing"):
         path_targets(aldp, model, geo, restraint=RestraintSettings(spacing="uniform"))
 
