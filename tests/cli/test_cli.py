@@ -215,6 +215,20 @@ def test_sample_outputs(chain):
     assert (chain["sample"] / "paths.png").stat().st_size > 1000
 
 
+def test_sample_restraint_options(chain, tmp_path):
+    """--targets/--spacing/--min-stiffness reach the sampler: the run records them, and the stiffness floor holds."""
+    run_dir = tmp_path / "thermo"
+    run_ok(["sample", "--model", str(chain["train"] / "model.pt"), "--geodesic", str(chain["geo"] / "geodesic.npz"),
+            *SAMPLE, "--targets", "denoised", "--spacing", "thermodynamic", "--min-stiffness", "150",
+            "--run-dir", str(run_dir)])
+    info = json.loads((run_dir / "paths.json").read_text())
+    text = json.dumps(info)
+    assert '"spacing": "thermodynamic"' in text and '"targets": "denoised"' in text and '"min_stiffness": 150.0' in text
+    assert main(["sample", "--model", str(chain["train"] / "model.pt"), "--geodesic",
+                 str(chain["geo"] / "geodesic.npz"), *SAMPLE, "--spacing", "fisher", "--run-dir",
+                 str(tmp_path / "bad")]) == 2  # argparse: invalid choice
+
+
 def test_export_outputs(chain):
     import mdtraj
 
