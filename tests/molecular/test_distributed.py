@@ -24,10 +24,8 @@ from tps_diffusion.cli import main
 from tps_diffusion.cli.verify import compare_runs
 from tps_diffusion.cluster import dask_executor, job_script, load_cluster_config
 from tps_diffusion.molecular import parallel
-from tps_diffusion.molecular.catalogue import alanine_dipeptide
 from tps_diffusion.molecular.committor import committor
 from tps_diffusion.molecular.dynamics import Dynamics
-from tps_diffusion.molecular.featurizer import CartesianFeaturizer
 from tps_diffusion.molecular.formats import load_trajectory
 from tps_diffusion.molecular.md import run_md
 from tps_diffusion.molecular.restrained import sample_paths
@@ -39,21 +37,12 @@ BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 @pytest.fixture(scope="module")
-def aldp():
-    return alanine_dipeptide()
-
-
-@pytest.fixture(scope="module")
-def case(aldp):
-    rng = np.random.default_rng(0)
-    xyz = np.stack([aldp.positions_of(n) for n in ("C5", "C7eq", "C7ax")] * 4) + 0.01 * rng.normal(size=(12, 22, 3))
-    featurizer = CartesianFeaturizer(aldp, selection="all").fit(xyz)
-    a, b = (featurizer.align(aldp.positions_of(s))[0] for s in ("C5", "C7ax"))
-    s = np.linspace(0.0, 1.0, 3)[:, None, None]
+def case(aldp, straight_targets):
+    featurizer, targets = straight_targets
     # frames between the states: from a C5 -> C7ax path of the aldp benchmark
     path = load_trajectory(BENCH / "aldp_paths.dcd", BENCH / "aldp_paths.pdb")[[110, 179, 181, 182]]
     assert not aldp.assign_states(path).any()
-    return featurizer, (1 - s) * a + s * b, path
+    return featurizer, targets, path
 
 
 def everything(aldp, case, executor=None, n_workers=1) -> dict[str, np.ndarray]:

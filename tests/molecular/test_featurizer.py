@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pytest
 
-from tps_diffusion.molecular.catalogue import alanine_dipeptide
 from tps_diffusion.molecular.featurizer import CartesianFeaturizer
 from tps_diffusion.molecular.superpose import kabsch_rotation, superpose
 
@@ -17,11 +16,6 @@ def random_rotation(rng, n=None):
     det = np.linalg.det(q)
     q[..., :, 0] *= np.sign(det)[..., None]  # proper rotations only
     return q
-
-
-@pytest.fixture(scope="module")
-def aldp():
-    return alanine_dipeptide()
 
 
 @pytest.fixture(scope="module")

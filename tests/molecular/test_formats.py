@@ -8,16 +8,10 @@ import openmm
 import openmm.app as app
 import pytest
 
-from tps_diffusion.molecular.catalogue import alanine_dipeptide
 from tps_diffusion.molecular.dynamics import Dynamics
 from tps_diffusion.molecular.featurizer import CartesianFeaturizer
 from tps_diffusion.molecular.formats import load_trajectory, openmm_positions, write_trajectory
 from tps_diffusion.molecular.restrained import sample_paths
-
-
-@pytest.fixture(scope="module")
-def aldp():
-    return alanine_dipeptide()
 
 
 @pytest.fixture(scope="module")

@@ -3,15 +3,9 @@
 import numpy as np
 import pytest
 
-from tps_diffusion.molecular.catalogue import alanine_dipeptide
 from tps_diffusion.molecular.dynamics import Dynamics
 from tps_diffusion.molecular.formats import load_samples, write_trajectory
 from tps_diffusion.molecular.md import run_md
-
-
-@pytest.fixture(scope="module")
-def aldp():
-    return alanine_dipeptide()
 
 
 @pytest.fixture(scope="module")

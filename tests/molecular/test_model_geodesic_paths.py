@@ -9,7 +9,6 @@ import torch
 
 from tps_diffusion.core.langevin import interpolate_curve, kick_positions
 from tps_diffusion.core.schedule import alpha_sigma
-from tps_diffusion.molecular.catalogue import alanine_dipeptide
 from tps_diffusion.molecular.dynamics import Dynamics
 from tps_diffusion.molecular.geodesic import MetricCheck, MolecularGeodesic, molecular_geodesic
 from tps_diffusion.molecular.md import run_md
@@ -20,11 +19,6 @@ from tps_diffusion.molecular.restrained import restraint_schedule
 TINY_MODEL = dict(hidden=32, depth=2, n_freq=2, lam_freq=4)
 TINY_TRAIN = dict(steps=60, batch_size=64, warmup=10)
 GEO = dict(n_points=6, steps=3)
-
-
-@pytest.fixture(scope="module")
-def aldp():
-    return alanine_dipeptide()
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ import torch
 from conftest import GaussianDenoiser
 
 from tps_diffusion.core.geodesic import GeodesicConfig, optimise_geodesic
-from tps_diffusion.molecular.catalogue import alanine_dipeptide
 from tps_diffusion.molecular.dynamics import Dynamics
 from tps_diffusion.molecular.geodesic import MolecularGeodesic, endpoint_pairs, molecular_geodesic
 from tps_diffusion.molecular.md import run_md
@@ -28,11 +27,6 @@ from tps_diffusion.molecular.paths import (
 
 GEO = dict(n_points=6, steps=4)
 PAIRS = [("C7eq", "C7ax"), ("C5", "C7ax")]
-
-
-@pytest.fixture(scope="module")
-def aldp():
-    return alanine_dipeptide()
 
 
 @pytest.fixture(scope="module")

@@ -14,9 +14,7 @@ import time
 import numpy as np
 import pytest
 
-from tps_diffusion.molecular.catalogue import alanine_dipeptide
 from tps_diffusion.molecular.dynamics import Dynamics
-from tps_diffusion.molecular.featurizer import CartesianFeaturizer
 from tps_diffusion.molecular.pathstore import PathStore, StoredTrajectories, StoreMismatch
 from tps_diffusion.molecular.restrained import sample_paths
 
@@ -24,18 +22,8 @@ N_PATHS = 24
 
 
 @pytest.fixture(scope="module")
-def aldp():
-    return alanine_dipeptide()
-
-
-@pytest.fixture(scope="module")
-def case(aldp):
-    rng = np.random.default_rng(0)
-    xyz = np.stack([aldp.positions_of(n) for n in ("C5", "C7eq", "C7ax")] * 4) + 0.01 * rng.normal(size=(12, 22, 3))
-    featurizer = CartesianFeaturizer(aldp, selection="all").fit(xyz)
-    a, b = (featurizer.align(aldp.positions_of(s))[0] for s in ("C5", "C7ax"))
-    s = np.linspace(0.0, 1.0, 3)[:, None, None]
-    return featurizer, (1 - s) * a + s * b
+def case(straight_targets):
+    return straight_targets
 
 
 def sample(aldp, case, n_paths=N_PATHS, **kw):
@@ -64,12 +52,13 @@ KILLED = """
 import sys, time
 import numpy as np
 sys.path.insert(0, {tests!r})
-from test_pathstore import case, sample
+from conftest import straight_targets
+from test_pathstore import sample
 from tps_diffusion.molecular.catalogue import alanine_dipeptide
 from tps_diffusion.molecular.dynamics import Dynamics
 if __name__ == "__main__":
     aldp = alanine_dipeptide()
-    sample(aldp, case.__wrapped__(aldp), store={store!r}, dynamics=Dynamics(seed=5, n_workers=2),
+    sample(aldp, straight_targets.__wrapped__(aldp), store={store!r}, dynamics=Dynamics(seed=5, n_workers=2),
            callback=lambda info: time.sleep(0.1))   # slow enough to be killed half-way
     print("finished")
 """

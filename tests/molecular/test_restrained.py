@@ -4,16 +4,10 @@ import numpy as np
 import openmm
 import pytest
 
-from tps_diffusion.molecular.catalogue import alanine_dipeptide
 from tps_diffusion.molecular.dynamics import Dynamics
 from tps_diffusion.molecular.featurizer import CartesianFeaturizer
 from tps_diffusion.molecular.restrained import RESTRAINT_K, add_restraint, restraint_schedule, sample_paths, tilt_energy
 from tps_diffusion.molecular.superpose import superpose
-
-
-@pytest.fixture(scope="module")
-def aldp():
-    return alanine_dipeptide()
 
 
 @pytest.fixture(scope="module")

@@ -18,11 +18,6 @@ ALDP_DIR = systems_dir() / "alanine_dipeptide"
 PUBLISHED_MINIMA = {"C7eq": -90.94, "C5": -88.45, "C7ax": -85.00}
 
 
-@pytest.fixture(scope="module")
-def aldp():
-    return alanine_dipeptide()
-
-
 def test_minimised_energies_match_published(aldp):
     for name, e_ref in PUBLISHED_MINIMA.items():
         e = aldp.potential_energy(aldp.positions_of(name))
