@@ -207,13 +207,13 @@ def test_quick_benchmark_through_the_cli(tmp_path):
 def test_cache_key_follows_the_first_stages_only(tmp_path):
     cpu = torch.device("cpu")
 
-    def key(recipe, seed=0):
-        return StageCache(tmp_path, _stage_settings(recipe, seed, cpu)).key
+    def key(recipe, seed=0, platform="Reference"):
+        return StageCache(tmp_path, _stage_settings(recipe, seed, cpu, platform)).key
 
     base = key(Recipe())
     assert key(Recipe()) == base  # deterministic
     for changed in (Recipe(train_steps=10), Recipe(solvent="obc2"), Recipe(md_steps=10), Recipe(n_points=50)):
         assert key(changed) != base
-    assert key(Recipe(), seed=1) != base
+    assert key(Recipe(), seed=1) != base and key(Recipe(), platform="CPU") != base
     # the path stage does not enter: restraint settings and path counts reuse the entry
     assert key(Recipe(min_stiffness=50.0, spacing="tilt", n_paths=4, steps_per_point=10)) == base

@@ -101,7 +101,7 @@ class Recipe:
     temperature: float = 300.0
     timestep: float | None = None  # ps; None: the system's (2 fs: X-H bonds constrained)
     friction: float = 1.0  # 1/ps
-    platform: str | None = None  # OpenMM platform; None: the system's (Reference below 200 atoms)
+    platform: str | None = None  # OpenMM platform; None: the system's (Reference below 100 atoms)
     n_workers: int = 2
     # MD training data: independent runs from the two minima (no transition data)
     md_runs_per_start: int = 4
@@ -213,9 +213,10 @@ FIRST_STAGE_FIELDS = ("solvent", "temperature", "timestep", "friction", "platfor
                       "n_nodes", "geodesic_steps", "geodesic_lr")
 
 
-def _stage_settings(recipe: Recipe, seed: int, dev: torch.device) -> dict:
-    """What a cache entry of the first three stages depends on."""
-    return {"benchmark": "chignolin", "seed": seed, "device": dev.type,
+def _stage_settings(recipe: Recipe, seed: int, dev: torch.device, resolved_platform: str) -> dict:
+    """What a cache entry of the first three stages depends on (``resolved_platform``: the OpenMM platform the MD
+    runs on, also when the recipe leaves it to the system)."""
+    return {"benchmark": "chignolin", "seed": seed, "device": dev.type, "openmm_platform": resolved_platform,
             **{name: getattr(recipe, name) for name in FIRST_STAGE_FIELDS}}
 
 
@@ -298,7 +299,8 @@ def run(out: str | Path, n_paths: int | None = None, seed: int = 0, quick: bool 
                         platform=recipe.platform, seed=s, n_workers=recipe.n_workers)
 
     # 1.-3. MD samples in the two basins, features + denoiser, geodesic unfolded -> folded
-    store = None if cache is None else StageCache(cache, _stage_settings(recipe, seed, dev))
+    settings = _stage_settings(recipe, seed, dev, system.platform_name(recipe.platform))
+    store = None if cache is None else StageCache(cache, settings)
     from_cache = store is not None and store.exists()
     if from_cache:
         stages = store.load(system, device=dev)

@@ -222,7 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--equilibration", type=int, default=0, metavar="STEPS", help="unrecorded steps before production")
     p.add_argument("--seed", type=int, default=0, help="random seed (velocities and Langevin noise)")
     p.add_argument("--platform", metavar="NAME",
-                   help="OpenMM platform: Reference, CPU, CUDA, OpenCL (default: Reference below 200 atoms)")
+                   help="OpenMM platform: Reference, CPU, CUDA, OpenCL (default: Reference below 100 atoms)")
     p.add_argument("--workers", type=int, default=1, metavar="W", help="parallel processes (one run each)")
     p.add_argument("--format", default="h5", choices=("h5", "dcd", "xtc"),
                    help="trajectory format (h5 carries the topology; dcd/xtc get samples.pdb; positions in nm)")
@@ -356,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pair", metavar="START:END",
                    help="of a geodesic of several pairs, sample only this pair (its paths are those it gets when all "
                         "pairs are sampled)")
-    p.add_argument("--platform", metavar="NAME", help="OpenMM platform (default: Reference below 200 atoms)")
+    p.add_argument("--platform", metavar="NAME", help="OpenMM platform (default: Reference below 100 atoms)")
     p.add_argument("--resume", action="store_true",
                    help="continue an interrupted sample in --run-dir DIR: the paths already written are kept (same "
                         "results)")
@@ -400,7 +400,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=float, metavar="K", help="temperature in K (default: the sample's)")
     p.add_argument("--timestep", type=float, metavar="PS", help="time step in ps (default: the sample's)")
     p.add_argument("--friction", type=float, metavar="1/PS", help="Langevin friction in 1/ps (default: the sample's)")
-    p.add_argument("--platform", metavar="NAME", help="OpenMM platform (default: Reference below 200 atoms)")
+    p.add_argument("--platform", metavar="NAME", help="OpenMM platform (default: Reference below 100 atoms)")
     p.add_argument("--seed", type=int, default=0, help="random seed (velocities and Langevin noise of every shot)")
     p.add_argument("--workers", type=int, default=1, metavar="W", help="parallel processes (one shot each)")
     p.add_argument("--selection", default="heavy", metavar="SEL",
@@ -470,7 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--friction", type=float, default=1.0, metavar="1/PS", help="Langevin friction in 1/ps")
     p.add_argument("--tse-tol", type=float, default=0.1, metavar="P",
                    help="frames with |p_B - 0.5| < P form the transition-state ensemble")
-    p.add_argument("--platform", metavar="NAME", help="OpenMM platform (default: Reference below 200 atoms)")
+    p.add_argument("--platform", metavar="NAME", help="OpenMM platform (default: Reference below 100 atoms)")
     p.add_argument("--seed", type=int, default=0, help="random seed (velocities and Langevin noise of every shot)")
     p.add_argument("--workers", type=int, default=1, metavar="W", help="parallel processes (shots)")
     _executor_options(p)

@@ -45,7 +45,7 @@ class Dynamics:
     friction : float or Quantity
         Collision rate, 1/ps.
     platform : str, optional
-        OpenMM platform name; None: the system's (Reference below 200 atoms, else CUDA/OpenCL/CPU;
+        OpenMM platform name; None: the system's (Reference below 100 atoms, else CUDA/OpenCL/CPU;
         with an executor, chosen on each worker).
     seed : int, optional
         Root of all random streams (integrator noise, initial velocities); per-run seeds are
