@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import GaussianMixtureDenoiser
+from closed_forms import GaussianMixtureDenoiser
 from scipy.interpolate import CubicSpline
 
 from tps_diffusion.core.geodesic import GeodesicConfig, optimise_geodesic

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import GaussianDenoiser
+from closed_forms import GaussianDenoiser
 
 from tps_diffusion.core.denoiser import Denoiser, DenoiserConfig
 from tps_diffusion.core.normalizer import Normalizer

@@ -15,7 +15,7 @@ import re
 import numpy as np
 import pytest
 import torch
-from conftest import GaussianDenoiser
+from closed_forms import GaussianDenoiser
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

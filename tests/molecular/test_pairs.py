@@ -10,7 +10,7 @@ from concurrent.futures import ProcessPoolExecutor
 import numpy as np
 import pytest
 import torch
-from conftest import GaussianDenoiser
+from closed_forms import GaussianDenoiser
 
 from tps_diffusion.core.geodesic import GeodesicConfig, optimise_geodesic
 from tps_diffusion.molecular.dynamics import Dynamics

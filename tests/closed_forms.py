@@ -1,4 +1,4 @@
-"""Shared test fixtures: denoisers with closed forms (Gaussian data)."""
+"""Denoisers with closed forms (Gaussian data) for the tests: exact posterior means to check the geometry against."""
 
 import torch
 
