@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import mdtraj
@@ -31,12 +32,15 @@ __all__ = ["CachedStages", "StageCache"]
 _MD_H5, _MD_NPZ, _INFO, _MODEL, _GEODESIC = "md.h5", "md.npz", "stages.json", "model.pt", "geodesic.npz"
 
 
+@dataclass
 class CachedStages:
     """What one cache entry holds: the MD data, the model, the geodesic and the seconds each stage took
     when it was made (``seconds``: ``md``, ``training``, ``geodesic``)."""
 
-    def __init__(self, md: MDResult, model: MolecularModel, geodesic: MolecularGeodesic, seconds: dict[str, float]):
-        self.md, self.model, self.geodesic, self.seconds = md, model, geodesic, seconds
+    md: MDResult
+    model: MolecularModel
+    geodesic: MolecularGeodesic
+    seconds: dict[str, float]
 
 
 class StageCache:

@@ -36,7 +36,8 @@ def platform_available(name: str) -> bool:
 
 #: below this many atoms the default platform is Reference: alanine dipeptide (22 atoms) steps 6x faster there than on
 #: one CPU thread, chignolin (138 atoms) 1.4x (OBC2) and 1.7x (GBn2's custom GB force) slower (measured on the 2-core
-#: development machine, LangevinMiddleIntegrator, 2 fs)
+#: development machine, LangevinMiddleIntegrator, 2 fs; python benchmarks/platform_speed.py, run while the machine
+#: was also busy with a benchmark, so read them as ratios)
 REFERENCE_MAX_ATOMS = 100
 
 
